@@ -1,0 +1,48 @@
+"""asynctransfer: an asyncio-native, high-throughput transfer engine for S3 and HTTP."""
+
+from ._api import Transferer, download, upload
+from ._engine import EngineStatistics
+from ._errors import (
+    AccessDeniedError,
+    IntegrityError,
+    InvalidRequestError,
+    LocalFileError,
+    NetworkError,
+    NotFoundError,
+    ObjectTooLargeError,
+    PreconditionFailedError,
+    ProtocolViolationError,
+    RemoteError,
+    ServerError,
+    SlowDownError,
+    TransferError,
+    TransferTimeoutError,
+)
+from ._options import TransferConfig
+from ._results import DownloadResult, UploadResult
+from ._version import __version__
+
+__all__ = [
+    "AccessDeniedError",
+    "DownloadResult",
+    "EngineStatistics",
+    "IntegrityError",
+    "InvalidRequestError",
+    "LocalFileError",
+    "NetworkError",
+    "NotFoundError",
+    "ObjectTooLargeError",
+    "PreconditionFailedError",
+    "ProtocolViolationError",
+    "RemoteError",
+    "ServerError",
+    "SlowDownError",
+    "TransferConfig",
+    "TransferError",
+    "TransferTimeoutError",
+    "Transferer",
+    "UploadResult",
+    "__version__",
+    "download",
+    "upload",
+]

@@ -1,0 +1,185 @@
+"""The public verbs and the long-lived Transferer session."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Self
+
+import anyio
+import anyio.to_thread
+
+from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
+from ._engine import Engine, EngineStatistics
+from ._errors import InvalidRequestError, TransferError
+from ._io.s3 import S3Driver
+from ._options import TransferConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
+
+    from ._results import DownloadResult, UploadResult
+
+StrPath = str | os.PathLike[str]
+
+
+class _State(enum.Enum):
+    UNOPENED = 1  # created; limits and clients not set up yet
+    OPENED = 2  # inside `async with`: transfers may run
+    CLOSED = 3  # left `async with`: clients closed, cannot be reopened
+
+
+def _s3_address(url: str, role: str) -> S3Address:
+    scheme = scheme_of(url)
+    if scheme is None:
+        raise InvalidRequestError(f"{role} {url!r} is a local path; expected s3://bucket/key")
+    if scheme != "s3":
+        raise InvalidRequestError(
+            f"{role} {url!r}: unsupported URL scheme {scheme!r}; supported: s3://", url=url
+        )
+    try:
+        return parse_s3_url(url)
+    except AddressError as exc:
+        raise InvalidRequestError(str(exc), url=url) from exc
+
+
+def _local_path(path: StrPath, role: str) -> str:
+    text = os.fspath(path)
+    scheme = scheme_of(text)
+    if scheme is not None:
+        raise InvalidRequestError(
+            f"{role} {text!r} is a {scheme}:// URL; expected a local path", url=text
+        )
+    return text
+
+
+@contextlib.contextmanager
+def _one_error() -> Iterator[None]:
+    """Raise the first TransferError out of a task group's ExceptionGroup, so users can write
+    ``except NotFoundError``; the others are attached as notes."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves: list[BaseException] = []
+
+        def walk(g: BaseExceptionGroup[BaseException]) -> None:
+            for e in g.exceptions:
+                if isinstance(e, BaseExceptionGroup):
+                    walk(e)
+                else:
+                    leaves.append(e)
+
+        walk(group)
+        first: BaseException | None = next(
+            (e for e in leaves if isinstance(e, TransferError)), None
+        )
+        if first is None:
+            first = next((e for e in leaves if isinstance(e, Exception)), None)
+        if first is None:
+            raise
+        for other in leaves:
+            if other is not first:
+                first.add_note(f"also: {type(other).__name__}: {other}")
+        raise first from first.__cause__
+
+
+class Transferer:
+    """A session for many transfers: owns the S3 client and the limits they all share.
+
+    ``async with Transferer(config) as t: await t.upload(...)``. Concurrency, memory and rate
+    limits in ``config`` bound all transfers running in it together.
+    """
+
+    def __init__(self, config: TransferConfig | None = None) -> None:
+        self._config = config or TransferConfig()
+        self._state = _State.UNOPENED
+        self._stack = AsyncExitStack()
+        self._engine: Engine | None = None
+
+    @property
+    def config(self) -> TransferConfig:
+        return self._config
+
+    async def __aenter__(self) -> Self:
+        if self._state is not _State.UNOPENED:
+            raise RuntimeError(f"a Transferer can be opened once; this one is {self._state.name}")
+        self._state = _State.OPENED
+        try:
+            s3 = await S3Driver.open(self._config, self._stack)
+        except BaseException:
+            await self._stack.aclose()
+            self._state = _State.CLOSED
+            raise
+        self._engine = Engine(self._config, s3)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = _State.CLOSED
+        self._engine = None
+        await self._stack.aclose()
+
+    def _require_engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError(
+                f"Transferer is {self._state.name}; use it inside `async with Transferer(...)`"
+            )
+        return self._engine
+
+    async def upload(self, src: StrPath, dest: str) -> UploadResult:
+        """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``)."""
+        path = _local_path(src, "upload source")
+        address = _s3_address(dest, "upload destination")
+        engine = self._require_engine()
+        with _one_error():
+            return await engine.upload(path, address)
+
+    async def download(self, src: str, dest: StrPath) -> DownloadResult:
+        """Download ``src`` (``s3://bucket/key``) to the local path ``dest``.
+
+        If ``dest`` is a directory, the file is named after the key's last component. The file
+        appears under its name only once every byte is in and verified.
+        """
+        address = _s3_address(src, "download source")
+        path = _local_path(dest, "download destination")
+        if await anyio.to_thread.run_sync(os.path.isdir, path):
+            name = address.key.rstrip("/").rsplit("/", 1)[-1]
+            if not name:
+                raise InvalidRequestError(f"{src!r}: cannot name a file after this key", url=src)
+            path = os.path.join(path, name)
+        engine = self._require_engine()
+        with _one_error():
+            return await engine.download(address, path)
+
+    def statistics(self) -> EngineStatistics:
+        """A snapshot of in-flight requests, buffer memory and bytes moved."""
+        return self._require_engine().statistics()
+
+    def __repr__(self) -> str:
+        return f"<Transferer {self._state.name}>"
+
+
+async def upload(src: StrPath, dest: str, *, config: TransferConfig | None = None) -> UploadResult:
+    """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``) in a one-off session.
+
+    Multipart in parallel above ``config.part_size``; the multipart upload is aborted on any
+    failure or cancellation.
+    """
+    async with Transferer(config) as transferer:
+        return await transferer.upload(src, dest)
+
+
+async def download(
+    src: str, dest: StrPath, *, config: TransferConfig | None = None
+) -> DownloadResult:
+    """Download ``src`` (``s3://bucket/key``) to ``dest`` in a one-off session, in parallel
+    ranges pinned to one object version."""
+    async with Transferer(config) as transferer:
+        return await transferer.download(src, dest)

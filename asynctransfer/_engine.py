@@ -1,0 +1,467 @@
+"""The engine: composes the pure core and the drivers. The only module that starts tasks.
+
+Theory of operation
+-------------------
+Upload: one producer (the transfer's own task) walks the part plan in order. For each part it
+takes a buffer from the shared pool (waiting when the memory budget is spent), then, in a worker
+thread, reads the slice with ``pread`` and hashes it: the part checksum the store will verify,
+and the running xxh3-128 of the whole file. Reading is sequential, so the whole-file digest
+comes from the same pass. The filled buffer goes to a new task that waits for an in-flight slot
+and the rate limits, sends it, and returns the buffer. So part N+1 is read and hashed while
+parts N, N-1, ... are on the wire, and at most ``memory_budget / part_size`` parts exist.
+
+Download: HeadObject pins the version (ETag, VersionId). Each range is fetched into a pooled
+buffer with If-Match, its Content-Range checked, then written with ``pwrite`` at its offset in a
+unique temporary file beside the destination. A hashing task follows the contiguous prefix of
+completed ranges and digests the bytes from the file, off the event loop. Only when every range
+is in and the digests agree is the file fsync'ed and renamed over the destination.
+
+Failure: every task runs in a task group; the first error cancels the rest. An upload's
+multipart upload is aborted and a download's temporary file removed, shielded from
+cancellation, before the error propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from ._buffers import BufferPool, BufferPoolStatistics
+from ._core.plan import Part, Plan, PlanError, TooLargeError, plan_download, plan_upload
+from ._core.ratelimit import TokenBucket
+from ._errors import (
+    IntegrityError,
+    InvalidRequestError,
+    LocalFileError,
+    NetworkError,
+    ObjectTooLargeError,
+    ProtocolViolationError,
+    TransferError,
+)
+from ._io import hashing, local
+from ._io.base import SystemClock
+from ._results import DownloadResult, UploadResult
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._core.urls import S3Address
+    from ._io.s3 import ObjectInfo, PutResult, S3Driver
+    from ._options import TransferConfig
+
+logger = logging.getLogger("asynctransfer")
+
+_ABORT_TIMEOUT = 30.0
+_HASH_CHUNK = 1024 * 1024
+# Whole-object checksums we can verify on download, by S3 name.
+_VERIFIABLE = ("CRC32C", "CRC32", "SHA256")
+_MULTIPART_ETAG = re.compile(r"-\d+\"?$")
+
+
+@dataclass(frozen=True)
+class EngineStatistics:
+    in_flight: int
+    max_in_flight: int
+    memory: BufferPoolStatistics
+    bytes_sent: int
+    bytes_received: int
+
+
+def _checksum_kwargs(algorithm: str, digest: bytes | None) -> dict[str, str]:
+    if digest is None:
+        return {}
+    if algorithm == "crc32c":
+        return {"ChecksumCRC32C": hashing.b64(digest)}
+    return {"ContentMD5": hashing.b64(digest)}
+
+
+def _read_part(
+    source: local.SourceFile,
+    buf: bytearray,
+    offset: int,
+    algorithm: str,
+    whole: hashing.Hasher,
+) -> bytes | None:
+    """Worker thread: fill ``buf`` from the file, update the whole-file digest, hash the part."""
+    view = memoryview(buf)
+    local.pread_exact(source.fd, view, offset, source.path)
+    whole.update(view)
+    if algorithm == "none":
+        return None
+    part = hashing.new_hasher(algorithm)
+    part.update(view)
+    return part.digest()
+
+
+def _hash_file_range(
+    fd: int, start: int, end: int, hashers: list[hashing.Hasher], buf: bytearray, path: str
+) -> None:
+    """Worker thread: feed bytes [start, end) of the file to every hasher, in order."""
+    view = memoryview(buf)
+    position = start
+    while position < end:
+        chunk = view[: min(len(view), end - position)]
+        local.pread_exact(fd, chunk, position, path)
+        for hasher in hashers:
+            hasher.update(chunk)
+        position += len(chunk)
+
+
+def _full_object_checksums(info: ObjectInfo) -> dict[str, str]:
+    """The store's checksums that cover the whole object's bytes, so a download can verify them.
+
+    A multipart object's checksum is usually COMPOSITE (a checksum of the parts' checksums);
+    S3 marks it with ChecksumType and a ``-N`` suffix, but some stores (moto) give neither, so
+    a multipart ETag (``"...-N"``) without an explicit FULL_OBJECT type counts as composite.
+    """
+    if info.checksum_type == "COMPOSITE":
+        return {}
+    if info.checksum_type != "FULL_OBJECT" and _MULTIPART_ETAG.search(info.etag):
+        return {}
+    return {
+        name: value
+        for name, value in info.checksums.items()
+        if name in _VERIFIABLE and "-" not in value
+    }
+
+
+class Engine:
+    """Shared state of one Transferer: limits, buffers and the S3 driver."""
+
+    def __init__(self, config: TransferConfig, s3: S3Driver) -> None:
+        self.config = config
+        self.s3 = s3
+        self.pool = BufferPool(config.memory_budget)
+        self.limiter = anyio.CapacityLimiter(config.max_concurrency)
+        clock = SystemClock()
+        self._byte_bucket = (
+            TokenBucket(config.max_bytes_per_second, config.part_size, clock)
+            if config.max_bytes_per_second
+            else None
+        )
+        self._request_bucket = (
+            TokenBucket(
+                config.max_requests_per_second, max(1.0, config.max_requests_per_second), clock
+            )
+            if config.max_requests_per_second
+            else None
+        )
+        self._bytes_sent = 0
+        self._bytes_received = 0
+
+    def statistics(self) -> EngineStatistics:
+        return EngineStatistics(
+            in_flight=self.limiter.borrowed_tokens,
+            max_in_flight=int(self.limiter.total_tokens),
+            memory=self.pool.statistics(),
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+        )
+
+    async def _throttle(self, nbytes: int) -> None:
+        wait = 0.0
+        if self._byte_bucket is not None:
+            wait = self._byte_bucket.reserve(nbytes)
+        if self._request_bucket is not None:
+            wait = max(wait, self._request_bucket.reserve(1))
+        if wait > 0:
+            await anyio.sleep(wait)
+
+    def _plan_upload(self, size: int, url: str) -> Plan:
+        c = self.config
+        try:
+            return plan_upload(
+                size,
+                c.part_size,
+                multipart_threshold=c.multipart_threshold,
+                max_object_size=c.max_object_size,
+                min_part_size=c.min_part_size,
+            )
+        except TooLargeError as exc:
+            raise ObjectTooLargeError(f"{url}: {exc}", url=url) from exc
+        except PlanError as exc:
+            raise InvalidRequestError(f"{url}: {exc}", url=url) from exc
+
+    # ---------------------------------------------------------------- upload
+
+    async def upload(self, path: str, dest: S3Address) -> UploadResult:
+        url = str(dest)
+        started = time.perf_counter()
+        source = await anyio.to_thread.run_sync(local.open_source, path)
+        try:
+            plan = self._plan_upload(source.size, url)
+            whole = hashing.new_hasher("xxh3")
+            algorithm = self.config.checksum
+            if plan.multipart:
+                put, parts = await self._upload_multipart(source, dest, plan, whole), len(plan)
+            else:
+                put, parts = await self._upload_single(source, dest, whole), 1
+            await self._check_unchanged(source)
+        finally:
+            local.close_fd(source.fd)
+        return UploadResult(
+            source=path,
+            url=url,
+            size=source.size,
+            seconds=time.perf_counter() - started,
+            parts=parts,
+            etag=put.etag,
+            version_id=put.version_id,
+            checksum_algorithm=algorithm,
+            checksums=put.checksums,
+            xxh3_128=whole.digest().hex(),
+        )
+
+    async def _check_unchanged(self, source: local.SourceFile) -> None:
+        st = await anyio.to_thread.run_sync(os.stat, source.path)
+        if st.st_size != source.size or st.st_mtime_ns != source.mtime_ns:
+            raise LocalFileError(
+                f"{source.path}: the file changed while it was being uploaded", url=source.path
+            )
+
+    async def _upload_single(
+        self, source: local.SourceFile, dest: S3Address, whole: hashing.Hasher
+    ) -> PutResult:
+        url = str(dest)
+        algorithm = self.config.checksum
+        buf = await self.pool.acquire(source.size)
+        try:
+            digest = await anyio.to_thread.run_sync(_read_part, source, buf, 0, algorithm, whole)
+            await self._throttle(len(buf))
+            async with self.limiter:
+                put = await self.s3.put_object(
+                    dest.bucket, dest.key, buf, _checksum_kwargs(algorithm, digest), url
+                )
+            self._bytes_sent += len(buf)
+        finally:
+            self.pool.release(buf)
+        if algorithm == "crc32c" and digest is not None:
+            theirs = put.checksums.get("CRC32C")
+            if theirs is not None and theirs != hashing.b64(digest):
+                raise IntegrityError(
+                    f"{url}: the store's CRC32C {theirs} differs from the file's "
+                    f"{hashing.b64(digest)}",
+                    url=url,
+                )
+        return put
+
+    async def _upload_multipart(
+        self, source: local.SourceFile, dest: S3Address, plan: Plan, whole: hashing.Hasher
+    ) -> PutResult:
+        url = str(dest)
+        algorithm = self.config.checksum
+        upload_id = await self.s3.create_multipart_upload(
+            dest.bucket, dest.key, "CRC32C" if algorithm == "crc32c" else None, url
+        )
+        sent: dict[int, tuple[PutResult, bytes | None]] = {}
+        try:
+            async with anyio.create_task_group() as tg:
+                for part in plan:
+                    buf = await self.pool.acquire(part.length)
+                    try:
+                        digest = await anyio.to_thread.run_sync(
+                            _read_part, source, buf, part.offset, algorithm, whole
+                        )
+                    except BaseException:
+                        self.pool.release(buf)
+                        raise
+                    tg.start_soon(self._send_part, dest, upload_id, part, buf, digest, sent)
+            digests = [sent[n][1] for n in range(1, len(plan) + 1)]
+            listed: list[dict[str, Any]] = []
+            for number in range(1, len(plan) + 1):
+                put, digest = sent[number]
+                entry: dict[str, Any] = {"PartNumber": number, "ETag": put.etag}
+                if algorithm == "crc32c" and digest is not None:
+                    entry["ChecksumCRC32C"] = hashing.b64(digest)
+                listed.append(entry)
+            await self._check_unchanged(source)
+            result = await self.s3.complete_multipart_upload(
+                dest.bucket, dest.key, upload_id, listed, url
+            )
+        except BaseException:
+            await self._abort(dest, upload_id)
+            raise
+        if algorithm == "crc32c":
+            theirs = result.checksums.get("CRC32C")
+            ours = hashing.composite_crc32c([d for d in digests if d is not None])
+            if theirs is not None and "-" in theirs and theirs != ours:
+                raise IntegrityError(
+                    f"{url}: the store's composite CRC32C {theirs} differs from ours {ours}",
+                    url=url,
+                )
+        return result
+
+    async def _send_part(
+        self,
+        dest: S3Address,
+        upload_id: str,
+        part: Part,
+        buf: bytearray,
+        digest: bytes | None,
+        sent: dict[int, tuple[PutResult, bytes | None]],
+    ) -> None:
+        try:
+            await self._throttle(part.length)
+            async with self.limiter:
+                put = await self.s3.upload_part(
+                    dest.bucket,
+                    dest.key,
+                    upload_id,
+                    part.number,
+                    buf,
+                    _checksum_kwargs(self.config.checksum, digest),
+                    str(dest),
+                )
+            self._bytes_sent += part.length
+            sent[part.number] = (put, digest)
+        finally:
+            self.pool.release(buf)
+
+    async def _abort(self, dest: S3Address, upload_id: str) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_ABORT_TIMEOUT) as scope:
+            try:
+                await self.s3.abort_multipart_upload(dest.bucket, dest.key, upload_id, str(dest))
+                logger.info("aborted multipart upload %s of %s", upload_id, dest)
+                return
+            except TransferError as exc:
+                logger.error("could not abort multipart upload %s of %s: %s", upload_id, dest, exc)
+        if scope.cancelled_caught:
+            logger.error("timed out aborting multipart upload %s of %s", upload_id, dest)
+
+    # -------------------------------------------------------------- download
+
+    async def download(self, source: S3Address, path: str) -> DownloadResult:
+        url = str(source)
+        started = time.perf_counter()
+        info = await self.s3.head_object(source.bucket, source.key, url)
+        plan = plan_download(info.size, self.config.part_size)
+        fd, temp = await anyio.to_thread.run_sync(local.create_temp_beside, path, info.size)
+        try:
+            expected = _full_object_checksums(info)
+            hashers = {"xxh3": hashing.new_hasher("xxh3")}
+            hashers.update({name: hashing.new_hasher(name.lower()) for name in expected})
+            done_send, done_receive = anyio.create_memory_object_stream[int](math.inf)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    self._hash_in_order, fd, temp, plan, done_receive, list(hashers.values())
+                )
+                async with done_send, anyio.create_task_group() as fetches:
+                    for part in plan:
+                        buf = await self.pool.acquire(part.length)
+                        fetches.start_soon(
+                            self._fetch_part,
+                            source,
+                            info,
+                            part,
+                            buf,
+                            fd,
+                            temp,
+                            done_send.clone(),
+                        )
+            for name, value in expected.items():
+                actual = hashing.b64(hashers[name].digest())
+                if actual != value:
+                    raise IntegrityError(
+                        f"{url}: downloaded bytes have {name} {actual}, the store says {value}",
+                        url=url,
+                    )
+            await anyio.to_thread.run_sync(local.publish, fd, temp, path)
+        except BaseException:
+            local.discard(fd, temp)
+            raise
+        return DownloadResult(
+            url=url,
+            path=path,
+            size=info.size,
+            seconds=time.perf_counter() - started,
+            parts=len(plan),
+            etag=info.etag,
+            version_id=info.version_id,
+            checksums=expected,
+            xxh3_128=hashers["xxh3"].digest().hex(),
+        )
+
+    async def _fetch_part(
+        self,
+        source: S3Address,
+        info: ObjectInfo,
+        part: Part,
+        buf: bytearray,
+        fd: int,
+        temp: str,
+        done: MemoryObjectSendStream[int],
+    ) -> None:
+        url = str(source)
+        try:
+            async with done:
+                view = memoryview(buf)
+                await self._throttle(part.length)
+                async with (
+                    self.limiter,
+                    self.s3.get_range(
+                        source.bucket,
+                        source.key,
+                        part.offset,
+                        part.length,
+                        total=info.size,
+                        etag=info.etag,
+                        version_id=info.version_id,
+                        url=url,
+                    ) as stream,
+                ):
+                    filled = 0
+                    while chunk := await stream.readany():
+                        end = filled + len(chunk)
+                        if end > part.length:
+                            raise ProtocolViolationError(
+                                f"{url}: more than the {part.length} bytes asked for at "
+                                f"{part.offset}",
+                                url=url,
+                            )
+                        view[filled:end] = chunk
+                        filled = end
+                if filled != part.length:
+                    raise NetworkError(
+                        f"{url}: body ended after {filled} of {part.length} bytes at "
+                        f"offset {part.offset}",
+                        url=url,
+                    )
+                await anyio.to_thread.run_sync(local.pwrite_all, fd, view, part.offset, temp)
+                self._bytes_received += part.length
+                await done.send(part.number)
+        finally:
+            self.pool.release(buf)
+
+    async def _hash_in_order(
+        self,
+        fd: int,
+        temp: str,
+        plan: Plan,
+        done: MemoryObjectReceiveStream[int],
+        hashers: list[hashing.Hasher],
+    ) -> None:
+        buf = bytearray(min(_HASH_CHUNK, max(plan.size, 1)))
+        finished: set[int] = set()
+        next_number = 1
+        async with done:
+            async for number in done:
+                finished.add(number)
+                first = next_number
+                while next_number in finished:
+                    finished.remove(next_number)
+                    next_number += 1
+                if next_number > first:
+                    start, end = plan.part(first).offset, plan.part(next_number - 1).end
+                    await anyio.to_thread.run_sync(
+                        _hash_file_range, fd, start, end, hashers, buf, temp
+                    )
+        if next_number != len(plan) + 1:
+            raise TransferError(f"{temp}: internal error: ranges {finished} left unhashed")

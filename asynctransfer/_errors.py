@@ -1,0 +1,122 @@
+"""The exception tree. Drivers raise only these; library errors are converted at one boundary.
+
+```
+TransferError                       base; .url names the object or file concerned
+├── InvalidRequestError(ValueError)  bad input or config, raised before any request
+│   └── ObjectTooLargeError             the object exceeds max_object_size / 10,000 parts x 5 GiB
+├── LocalFileError(OSError)          the local file cannot be read or written (missing, a directory, disk full)
+├── RemoteError                      the store answered with an error; .status, .code, .request_id
+│   ├── NotFoundError                   404: NoSuchBucket, NoSuchKey, NoSuchUpload
+│   ├── AccessDeniedError               401/403, bad credentials; never retried
+│   ├── PreconditionFailedError         412: the object changed under us (If-Match)
+│   ├── SlowDownError                   503 SlowDown / 429; retryable
+│   └── ServerError                     other 5xx, or a 200 carrying an <Error> body; retryable
+├── ProtocolViolationError           a response that contradicts the request (Content-Range, length)
+├── NetworkError                     connect / reset / read failures; retryable
+│   └── TransferTimeoutError            a connect or read timeout
+└── IntegrityError                   a checksum or size mismatch; the final file never appears
+```
+
+Cancellation is never wrapped. The public verbs raise one of these, never an ExceptionGroup.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDeniedError",
+    "IntegrityError",
+    "InvalidRequestError",
+    "LocalFileError",
+    "NetworkError",
+    "NotFoundError",
+    "ObjectTooLargeError",
+    "PreconditionFailedError",
+    "ProtocolViolationError",
+    "RemoteError",
+    "ServerError",
+    "SlowDownError",
+    "TransferError",
+    "TransferTimeoutError",
+]
+
+
+class TransferError(Exception):
+    """Base of every error this library raises. ``url`` names the object or file concerned."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class InvalidRequestError(TransferError, ValueError):
+    """The input or the configuration is invalid; nothing was sent."""
+
+
+class ObjectTooLargeError(InvalidRequestError):
+    """The object is larger than the store (or ``max_object_size``) allows."""
+
+
+class LocalFileError(TransferError, OSError):
+    """A local file could not be read or written."""
+
+
+class RemoteError(TransferError):
+    """The store answered with an error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, url=url)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+
+class NotFoundError(RemoteError):
+    """The bucket, key or multipart upload does not exist."""
+
+
+class AccessDeniedError(RemoteError):
+    """The credentials were refused or lack permission. Retrying cannot help."""
+
+
+class PreconditionFailedError(RemoteError):
+    """A condition failed: the object changed during the transfer (If-Match / If-None-Match)."""
+
+
+class SlowDownError(RemoteError):
+    """The store asked us to slow down (503 SlowDown, 429)."""
+
+    retryable = True
+
+
+class ServerError(RemoteError):
+    """The store failed (5xx), or answered 200 with an error document."""
+
+    retryable = True
+
+
+class ProtocolViolationError(TransferError):
+    """A response contradicts what was asked: wrong Content-Range, wrong length, missing ETag."""
+
+
+class NetworkError(TransferError):
+    """The connection failed: refused, reset, or closed mid-body."""
+
+    retryable = True
+
+
+class TransferTimeoutError(NetworkError):
+    """Connecting or reading took longer than the configured timeout."""
+
+
+class IntegrityError(TransferError):
+    """The bytes do not match their checksum or expected size."""

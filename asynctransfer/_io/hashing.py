@@ -1,0 +1,74 @@
+"""Checksums: per-part digests the store verifies, and whole-file digests we verify.
+
+All of these bindings release the GIL on large buffers, so the engine runs them in worker
+threads, overlapped with the network. CRC32C comes from the ``crc32c`` package (hardware
+instructions, any buffer): google-crc32c accepts only ``bytes``, which would cost a copy per part.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zlib
+from typing import Protocol
+
+import xxhash
+from crc32c import crc32c as _crc32c
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
+class Crc32c:
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._value = _crc32c(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+class Crc32:
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._value = zlib.crc32(data, self._value)
+
+    def digest(self) -> bytes:
+        return self._value.to_bytes(4, "big")
+
+
+def new_hasher(name: str) -> Hasher:
+    """A hasher for an S3 checksum name (``crc32c``, ``crc32``, ``sha256``, ``md5``, ``xxh3``)."""
+    if name == "crc32c":
+        return Crc32c()
+    if name == "crc32":
+        return Crc32()
+    if name == "sha256":
+        return hashlib.sha256()
+    if name == "md5":
+        return hashlib.md5(usedforsecurity=False)
+    if name == "xxh3":
+        return xxhash.xxh3_128()
+    raise ValueError(f"unknown checksum {name!r}")
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def composite_crc32c(part_digests: list[bytes]) -> str:
+    """S3's checksum of a multipart object: the CRC32C of the parts' CRC32Cs, then ``-N``."""
+    outer = Crc32c()
+    for digest in part_digests:
+        outer.update(digest)
+    return f"{b64(outer.digest())}-{len(part_digests)}"

@@ -1,0 +1,137 @@
+"""Local files: slices read with pread, ranges written with pwrite, atomic publication.
+
+These functions block; the engine runs them in worker threads. Every OSError becomes a
+LocalFileError naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._errors import LocalFileError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def map_os_errors(path: str, doing: str) -> Iterator[None]:
+    try:
+        yield
+    except LocalFileError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            hint = ": free some space or choose another destination"
+        raise LocalFileError(f"{path}: cannot {doing}: {reason}{hint}", url=path) from exc
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """An open source file and the identity it had when opened."""
+
+    path: str
+    fd: int
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+
+
+def open_source(path: str) -> SourceFile:
+    with map_os_errors(path, "open the source file"):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise LocalFileError(
+                    f"{path}: is a directory; give a file (directories come with cp -r later)",
+                    url=path,
+                )
+            if not stat.S_ISREG(st.st_mode):
+                raise LocalFileError(f"{path}: not a regular file", url=path)
+        except BaseException:
+            os.close(fd)
+            raise
+    return SourceFile(path, fd, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
+
+def close_fd(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def pread_exact(fd: int, buf: memoryview, offset: int, path: str) -> None:
+    """Fill ``buf`` from ``offset``; a short file means the source changed under us."""
+    done = 0
+    with map_os_errors(path, "read the source file"):
+        while done < len(buf):
+            n = os.preadv(fd, [buf[done:]], offset + done)
+            if n == 0:
+                raise LocalFileError(
+                    f"{path}: file shrank during the transfer (expected bytes up to "
+                    f"{offset + len(buf)}, got end of file at {offset + done})",
+                    url=path,
+                )
+            done += n
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
+    with map_os_errors(path, "write"):
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], offset + done)
+
+
+def create_temp_beside(dest: str, size: int) -> tuple[int, str]:
+    """A uniquely named file in dest's directory, with ``size`` bytes reserved.
+
+    Same directory so the final ``os.replace`` is atomic; unique so two transfers to one
+    destination never write into each other's file. Space is reserved up front so a full disk
+    fails now, not after the download.
+    """
+    directory = os.path.dirname(os.path.abspath(dest))
+    base = os.path.basename(dest)
+    with map_os_errors(dest, "create a temporary file beside the destination"):
+        fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=directory)
+        try:
+            if size:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                        raise
+                    os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+    return fd, temp
+
+
+def publish(fd: int, temp: str, dest: str) -> None:
+    """fsync the temp file, rename it over ``dest``, and fsync the directory."""
+    with map_os_errors(dest, "publish the downloaded file"):
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(temp, dest)
+        dir_fd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def discard(fd: int, temp: str) -> None:
+    close_fd(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(temp)

@@ -1,0 +1,324 @@
+"""The S3 driver: aiobotocore calls, nothing more, and one place where their errors are mapped.
+
+botocore is configured so that it does no work we do better or do not want:
+- no SHA-256 of every body for SigV4 (``payload_signing_enabled=False``: UNSIGNED-PAYLOAD; the
+  per-part CRC32C or Content-MD5 that we compute off the event loop is what the store verifies);
+- no default CRC32 on every request and no response checksum wrapper
+  (``when_required``, since botocore 1.36 added them; they also broke several S3-compatible
+  stores: boto/boto3#4392, #4435). The checksum we chose is sent as a precomputed header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore import exceptions as bexc
+
+from .._core.ranges import RangeMismatchError, check_content_range, range_header
+from .._errors import (
+    AccessDeniedError,
+    InvalidRequestError,
+    NetworkError,
+    NotFoundError,
+    PreconditionFailedError,
+    ProtocolViolationError,
+    RemoteError,
+    ServerError,
+    SlowDownError,
+    TransferError,
+    TransferTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from contextlib import AsyncExitStack
+
+    from .._options import TransferConfig
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404"}
+_DENIED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AllAccessDisabled",
+    "403",
+    "401",
+}
+_SLOW_DOWN = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "429"}
+# S3 checksum names, as they appear in response fields (ChecksumCRC32C, ...).
+CHECKSUM_FIELDS = ("CRC32C", "CRC32", "SHA256", "SHA1", "CRC64NVME")
+
+
+def _client_error(exc: bexc.ClientError, url: str) -> TransferError:
+    error = exc.response.get("Error", {})
+    meta = exc.response.get("ResponseMetadata", {})
+    code = str(error.get("Code", ""))
+    status = meta.get("HTTPStatusCode")
+    request_id = meta.get("RequestId")
+    message = error.get("Message") or code or f"HTTP {status}"
+    kwargs: dict[str, Any] = {"url": url, "status": status, "code": code, "request_id": request_id}
+    text = f"{url}: {message} ({code or status})"
+    if code in _NOT_FOUND or status == 404:
+        return NotFoundError(text, **kwargs)
+    if code in _DENIED or status in (401, 403):
+        return AccessDeniedError(
+            f"{text}: check the credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE) and their "
+            "permissions",
+            **kwargs,
+        )
+    if code == "PreconditionFailed" or status == 412:
+        return PreconditionFailedError(f"{text}: the object changed during the transfer", **kwargs)
+    if code in _SLOW_DOWN or status in (429, 503):
+        return SlowDownError(text, **kwargs)
+    if status is not None and status >= 500:
+        return ServerError(text, **kwargs)
+    return RemoteError(text, **kwargs)
+
+
+@contextlib.contextmanager
+def map_errors(url: str) -> Iterator[None]:
+    """Convert botocore/aiohttp errors raised inside into this library's tree."""
+    try:
+        yield
+    except TransferError:
+        raise
+    except bexc.ClientError as exc:
+        raise _client_error(exc, url) from exc
+    except bexc.NoCredentialsError as exc:
+        raise AccessDeniedError(
+            f"{url}: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or AWS_PROFILE",
+            url=url,
+        ) from exc
+    except bexc.ParamValidationError as exc:
+        raise InvalidRequestError(f"{url}: {exc}", url=url) from exc
+    except (bexc.ConnectTimeoutError, bexc.ReadTimeoutError, TimeoutError) as exc:
+        raise TransferTimeoutError(f"{url}: timed out: {exc}", url=url) from exc
+    except (bexc.EndpointConnectionError, bexc.ConnectionClosedError) as exc:
+        raise NetworkError(f"{url}: connection failed: {exc}", url=url) from exc
+    except bexc.ResponseStreamingError as exc:
+        raise NetworkError(f"{url}: response body broke: {exc}", url=url) from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        raise NetworkError(f"{url}: connection broke mid-body: {exc}", url=url) from exc
+    except bexc.BotoCoreError as exc:
+        raise NetworkError(f"{url}: {exc}", url=url) from exc
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    etag: str
+    version_id: str | None
+    checksums: dict[str, str]
+    """S3 checksums the store returned, by name (``CRC32C``: base64, maybe ``-N`` suffixed)."""
+    checksum_type: str | None
+    """``FULL_OBJECT`` or ``COMPOSITE`` when the store says; None otherwise."""
+
+
+@dataclass(frozen=True)
+class PutResult:
+    etag: str
+    version_id: str | None
+    checksums: dict[str, str]
+
+
+def _checksums(response: dict[str, Any]) -> dict[str, str]:
+    return {
+        name: response[f"Checksum{name}"]
+        for name in CHECKSUM_FIELDS
+        if response.get(f"Checksum{name}")
+    }
+
+
+def _require_etag(response: dict[str, Any], url: str, what: str) -> str:
+    etag = response.get("ETag")
+    if not etag:
+        raise ProtocolViolationError(f"{url}: {what} answered without an ETag", url=url)
+    return str(etag)
+
+
+class S3Driver:
+    """One aiobotocore client, opened on an exit stack owned by the Transferer."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @classmethod
+    async def open(cls, config: TransferConfig, stack: AsyncExitStack) -> S3Driver:
+        session = get_session()
+        endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        region = config.region or session.get_config_variable("region") or "us-east-1"
+        aio_config = AioConfig(
+            region_name=region,
+            signature_version="s3v4",
+            s3={
+                "payload_signing_enabled": False,
+                "addressing_style": "path" if endpoint else "auto",
+            },
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            # Connections beyond the in-flight limit: HEAD, Complete and Abort never wait.
+            max_pool_connections=config.max_concurrency + 4,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
+            tcp_keepalive=True,
+        )
+        client = await stack.enter_async_context(
+            session.create_client("s3", endpoint_url=endpoint, config=aio_config)
+        )
+        return cls(client)
+
+    async def head_object(self, bucket: str, key: str, url: str) -> ObjectInfo:
+        try:
+            with map_errors(url):
+                r = await self._client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except NotFoundError as exc:
+            # HEAD has no error body: say whether the bucket or the key is missing.
+            raise NotFoundError(
+                await self._which_is_missing(bucket, key, url),
+                url=url,
+                status=exc.status,
+                code=exc.code,
+                request_id=exc.request_id,
+            ) from exc
+        return ObjectInfo(
+            size=int(r["ContentLength"]),
+            etag=_require_etag(r, url, "HeadObject"),
+            version_id=r.get("VersionId"),
+            checksums=_checksums(r),
+            checksum_type=r.get("ChecksumType"),
+        )
+
+    async def _which_is_missing(self, bucket: str, key: str, url: str) -> str:
+        try:
+            with map_errors(url):
+                await self._client.head_bucket(Bucket=bucket)
+        except NotFoundError:
+            return f"{url}: no such bucket {bucket!r}"
+        except TransferError:
+            pass
+        return f"{url}: no such key {key!r} in bucket {bucket!r}"
+
+    async def check_bucket(self, bucket: str, url: str) -> None:
+        """Fail fast, before reading any data, when the bucket is missing or forbidden."""
+        try:
+            with map_errors(url):
+                await self._client.head_bucket(Bucket=bucket)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"{url}: no such bucket {bucket!r}", url=url, status=exc.status, code=exc.code
+            ) from exc
+
+    async def put_object(
+        self, bucket: str, key: str, body: bytearray, checksum: dict[str, str], url: str
+    ) -> PutResult:
+        with map_errors(url):
+            r = await self._client.put_object(Bucket=bucket, Key=key, Body=body, **checksum)
+        return PutResult(_require_etag(r, url, "PutObject"), r.get("VersionId"), _checksums(r))
+
+    async def create_multipart_upload(
+        self, bucket: str, key: str, checksum_algorithm: str | None, url: str
+    ) -> str:
+        extra = {"ChecksumAlgorithm": checksum_algorithm} if checksum_algorithm else {}
+        with map_errors(url):
+            r = await self._client.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+        upload_id = r.get("UploadId")
+        if not upload_id:
+            raise ProtocolViolationError(f"{url}: CreateMultipartUpload gave no UploadId", url=url)
+        return str(upload_id)
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        body: bytearray,
+        checksum: dict[str, str],
+        url: str,
+    ) -> PutResult:
+        with map_errors(f"{url} part {number}"):
+            r = await self._client.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                **checksum,
+            )
+        return PutResult(_require_etag(r, url, f"UploadPart {number}"), None, _checksums(r))
+
+    async def complete_multipart_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], url: str
+    ) -> PutResult:
+        with map_errors(url):
+            r = await self._client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        # A 200 whose body is an <Error> document parses into a dict without an ETag: that is a
+        # failure, never a success.
+        if not r.get("ETag"):
+            raise ServerError(
+                f"{url}: CompleteMultipartUpload answered 200 without a result", url=url
+            )
+        return PutResult(str(r["ETag"]), r.get("VersionId"), _checksums(r))
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str, url: str) -> None:
+        with map_errors(url):
+            await self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    @contextlib.asynccontextmanager
+    async def get_range(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        length: int,
+        *,
+        total: int,
+        etag: str,
+        version_id: str | None,
+        url: str,
+    ) -> AsyncIterator[aiohttp.StreamReader]:
+        """GetObject of bytes [offset, offset+length), pinned to ``etag``; yields the body stream.
+
+        A whole-object request (offset 0, length == total) sends no Range header, so servers
+        that do not support ranges work for small objects too.
+        """
+        extra: dict[str, Any] = {"IfMatch": etag}
+        ranged = not (offset == 0 and length == total)
+        if ranged:
+            extra["Range"] = range_header(offset, length)
+        if version_id:
+            extra["VersionId"] = version_id
+        with map_errors(url):
+            r = await self._client.get_object(Bucket=bucket, Key=key, **extra)
+        body = r["Body"]
+        try:
+            if ranged:
+                try:
+                    check_content_range(r.get("ContentRange"), offset, length, total)
+                except RangeMismatchError as exc:
+                    raise ProtocolViolationError(f"{url}: {exc}", url=url) from exc
+            if int(r.get("ContentLength", -1)) != length:
+                raise ProtocolViolationError(
+                    f"{url}: asked for {length} bytes at {offset}, "
+                    f"Content-Length says {r.get('ContentLength')}",
+                    url=url,
+                )
+            with map_errors(url):
+                yield body.raw_stream.content
+        finally:
+            body.close()

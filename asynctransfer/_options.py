@@ -1,0 +1,112 @@
+"""The typed, frozen configuration of transfers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from ._core.plan import MAX_OBJECT_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
+from ._core.units import MiB
+from ._errors import InvalidRequestError
+
+ChecksumAlgorithm = Literal["crc32c", "md5", "none"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferConfig:
+    """How transfers run. Every limit is shared by all transfers of one ``Transferer``.
+
+    Sizes are in bytes, rates per second, times in seconds.
+    """
+
+    part_size: int = 8 * MiB
+    """Bytes per part (upload) or range (download). Default 8 MiB. Upload parts must lie in
+    [``min_part_size``, 5 GiB]; the planner grows it when an object would need > 10,000 parts."""
+
+    max_concurrency: int = 10
+    """Requests in flight at once (parts being sent or fetched). Default 10."""
+
+    max_memory: int | None = None
+    """Bytes of part buffers alive at once, the memory bound of the engine. Default
+    (``max_concurrency`` + 2) x ``part_size``: every request busy plus two parts read ahead.
+    Peak memory is this plus a fixed baseline, never the file size."""
+
+    max_bytes_per_second: int | None = None
+    """Cap on payload bytes per second across all transfers. Default None: no cap."""
+
+    max_requests_per_second: float | None = None
+    """Cap on requests per second across all transfers. Default None: no cap."""
+
+    checksum: ChecksumAlgorithm = "crc32c"
+    """Per-part checksum the store verifies: ``"crc32c"`` (default, x-amz-checksum-crc32c),
+    ``"md5"`` (Content-MD5, for stores without the newer checksums), or ``"none"`` (for stores
+    that reject checksum headers; TCP is then the only guard on the wire)."""
+
+    multipart_threshold: int | None = None
+    """Objects up to this many bytes go in one PutObject. Default None: ``part_size``."""
+
+    endpoint_url: str | None = None
+    """S3 endpoint, e.g. ``http://127.0.0.1:9000``. Default None: ``AWS_ENDPOINT_URL`` or AWS."""
+
+    region: str | None = None
+    """Region to sign for. Default None: the AWS config chain, else ``us-east-1``."""
+
+    max_object_size: int = MAX_OBJECT_SIZE
+    """Refuse, before any request, an upload larger than this. Default 5 TiB (S3's limit)."""
+
+    min_part_size: int = MIN_PART_SIZE
+    """The store's minimum size of a non-last part. Default 5 MiB (S3 and its kin). Lower it
+    only for test servers configured to accept smaller parts."""
+
+    connect_timeout: float = 10.0
+    """Seconds to wait for a connection. Default 10."""
+
+    read_timeout: float = 60.0
+    """Seconds a read may stall before the request fails. Default 60."""
+
+    max_attempts: int = 3
+    """Attempts per request for retryable failures (5xx, throttling, resets). Default 3."""
+
+    use_uvloop: bool = True
+    """Run the CLI and the blocking entry points on uvloop when it is installed. Default True."""
+
+    def __post_init__(self) -> None:
+        def bad(message: str) -> InvalidRequestError:
+            return InvalidRequestError(f"invalid TransferConfig: {message}")
+
+        if not 0 < self.min_part_size <= MAX_PART_SIZE:
+            raise bad(f"min_part_size {self.min_part_size} must be in (0, {MAX_PART_SIZE}]")
+        if not self.min_part_size <= self.part_size <= MAX_PART_SIZE:
+            raise bad(
+                f"part_size {self.part_size} is outside [{self.min_part_size}, {MAX_PART_SIZE}] "
+                "bytes (S3 allows parts of 5 MiB to 5 GiB)"
+            )
+        if self.max_concurrency < 1:
+            raise bad(f"max_concurrency must be at least 1, got {self.max_concurrency}")
+        if self.max_memory is not None and self.max_memory < self.part_size:
+            raise bad(
+                f"max_memory {self.max_memory} must hold at least one part ({self.part_size})"
+            )
+        for name in ("max_bytes_per_second", "max_requests_per_second"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise bad(f"{name} must be positive or None, got {value}")
+        if self.checksum not in get_args(ChecksumAlgorithm):
+            raise bad(
+                f"checksum must be one of {get_args(ChecksumAlgorithm)}, got {self.checksum!r}"
+            )
+        if self.multipart_threshold is not None and self.multipart_threshold < 0:
+            raise bad(f"multipart_threshold must be >= 0, got {self.multipart_threshold}")
+        if not 0 <= self.max_object_size <= MAX_OBJECT_SIZE:
+            raise bad(f"max_object_size must be in [0, {MAX_OBJECT_SIZE}]")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise bad("timeouts must be positive")
+        if self.max_attempts < 1:
+            raise bad(f"max_attempts must be at least 1, got {self.max_attempts}")
+
+    @property
+    def memory_budget(self) -> int:
+        """The effective ``max_memory``."""
+        if self.max_memory is not None:
+            return self.max_memory
+        return (self.max_concurrency + 2) * self.part_size

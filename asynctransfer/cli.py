@@ -1,0 +1,160 @@
+"""The command line: ``asynctransfer cp SRC DST``.
+
+Exit status: 0 on success, 1 when the transfer failed (one line on stderr names the file or key
+and the cause), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from ._api import Transferer
+from ._core.units import format_size, parse_rate, parse_size
+from ._core.urls import scheme_of
+from ._errors import InvalidRequestError, TransferError
+from ._options import TransferConfig
+from ._results import DownloadResult, UploadResult
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+T = TypeVar("T")
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rate(text: str) -> int:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asynctransfer", description="Fast, verified transfers to and from S3."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    cp = commands.add_parser(
+        "cp",
+        help="copy a file to or from S3",
+        description="Copy a local file to s3://bucket/key, or s3://bucket/key to a local path.",
+    )
+    cp.add_argument("src", help="local path or s3://bucket/key")
+    cp.add_argument("dst", help="local path or s3://bucket/key")
+    cp.add_argument("--endpoint-url", help="S3 endpoint, e.g. http://127.0.0.1:9000")
+    cp.add_argument("--region", help="region to sign requests for")
+    cp.add_argument("--part-size", type=_size, help="bytes per part, e.g. 8MiB (default 8MiB)")
+    cp.add_argument("--concurrency", type=int, help="requests in flight (default 10)")
+    cp.add_argument(
+        "--max-memory", type=_size, help="bytes of part buffers at once (default: (N+2) parts)"
+    )
+    cp.add_argument("--rate-limit", type=_rate, help="cap on bytes per second, e.g. 50MB/s")
+    cp.add_argument(
+        "--checksum", choices=["crc32c", "md5", "none"], help="per-part checksum (default crc32c)"
+    )
+    cp.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object on stdout"
+    )
+    cp.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> TransferConfig:
+    fields: dict[str, Any] = {
+        "endpoint_url": args.endpoint_url,
+        "region": args.region,
+        "part_size": args.part_size,
+        "max_concurrency": args.concurrency,
+        "max_memory": args.max_memory,
+        "max_bytes_per_second": args.rate_limit,
+        "checksum": args.checksum,
+    }
+    return TransferConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _run(config: TransferConfig, fn: Callable[[], Awaitable[T]]) -> T:
+    options: dict[str, Any] = {}
+    if config.use_uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            options["use_uvloop"] = True
+    return anyio.run(fn, backend="asyncio", backend_options=options)
+
+
+def _report(result: UploadResult | DownloadResult, as_json: bool) -> str:
+    if as_json:
+        record = dataclasses.asdict(result)
+        record["bytes"] = result.size
+        record["direction"] = "upload" if isinstance(result, UploadResult) else "download"
+        return json.dumps(record, sort_keys=True)
+    rate = result.size / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    if isinstance(result, UploadResult):
+        route = f"upload: {result.source} -> {result.url}"
+    else:
+        route = f"download: {result.url} -> {result.path}"
+    return (
+        f"{route}  {format_size(result.size)} in {result.seconds:.2f} s "
+        f"({rate:.0f} MB/s), {result.parts} part(s), xxh3-128 {result.xxh3_128}"
+    )
+
+
+def cp(args: argparse.Namespace) -> int:
+    config = _config(args)
+    src_scheme, dst_scheme = scheme_of(args.src), scheme_of(args.dst)
+    for scheme, value in ((src_scheme, args.src), (dst_scheme, args.dst)):
+        if scheme not in (None, "s3"):
+            raise InvalidRequestError(
+                f"{value!r}: unsupported URL scheme {scheme!r}; supported: s3:// and local paths"
+            )
+    if src_scheme is None and dst_scheme == "s3":
+
+        async def go() -> UploadResult | DownloadResult:
+            async with Transferer(config) as t:
+                return await t.upload(args.src, args.dst)
+
+    elif src_scheme == "s3" and dst_scheme is None:
+
+        async def go() -> UploadResult | DownloadResult:
+            async with Transferer(config) as t:
+                return await t.download(args.src, args.dst)
+
+    else:
+        raise InvalidRequestError(
+            f"cp {args.src} {args.dst}: one side must be a local path and the other s3://"
+        )
+    result = _run(config, go)
+    sys.stdout.write(_report(result, args.json) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="asynctransfer: %(levelname)s: %(message)s",
+    )
+    try:
+        return cp(args)
+    except TransferError as exc:
+        sys.stderr.write(f"asynctransfer: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("asynctransfer: interrupted\n")
+        return 130
