@@ -79,7 +79,9 @@ def _checksum_kwargs(algorithm: str, digest: bytes | None) -> dict[str, str]:
     if digest is None:
         return {}
     if algorithm == "crc32c":
-        return {"ChecksumCRC32C": hashing.b64(digest)}
+        # Both, as the SDKs send them: the store verifies the value, and botocore, seeing it
+        # precomputed, neither hashes again nor switches to an aws-chunked trailer.
+        return {"ChecksumAlgorithm": "CRC32C", "ChecksumCRC32C": hashing.b64(digest)}
     return {"ContentMD5": hashing.b64(digest)}
 
 

@@ -15,8 +15,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["MotoServer", "free_port", "moto_server"]
 
@@ -36,13 +39,19 @@ class MotoServer:
 
 @contextlib.contextmanager
 def moto_server(
-    *, min_part_size: int | None = None, timeout: float = 30.0
+    *,
+    min_part_size: int | None = None,
+    check_credentials: bool = False,
+    timeout: float = 30.0,
 ) -> Iterator[MotoServer]:
     """Run moto's S3 server in a child process; yield its endpoint.
 
     ``min_part_size`` lowers moto's EntityTooSmall limit (5 MiB) so tests can use small parts.
+    ``check_credentials`` makes moto verify access keys (unknown keys get 403).
     """
     env = dict(os.environ)
+    if check_credentials:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
     if min_part_size is not None:
         env["S3_UPLOAD_PART_MIN_SIZE"] = str(min_part_size)
     for _ in range(5):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
-import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -70,9 +70,9 @@ def close_fd(fd: int) -> None:
 
 
 def pread_exact(fd: int, buf: memoryview, offset: int, path: str) -> None:
-    """Fill ``buf`` from ``offset``; a short file means the source changed under us."""
+    """Fill ``buf`` from ``offset``; a short file means it changed under us."""
     done = 0
-    with map_os_errors(path, "read the source file"):
+    with map_os_errors(path, "read"):
         while done < len(buf):
             n = os.preadv(fd, [buf[done:]], offset + done)
             if n == 0:
@@ -101,7 +101,15 @@ def create_temp_beside(dest: str, size: int) -> tuple[int, str]:
     directory = os.path.dirname(os.path.abspath(dest))
     base = os.path.basename(dest)
     with map_os_errors(dest, "create a temporary file beside the destination"):
-        fd, temp = tempfile.mkstemp(prefix=f".{base}.", suffix=".part", dir=directory)
+        # Not mkstemp: its 0600 would stick to the published file. O_EXCL on a random name is
+        # as safe, and the umask applies as for any file the user creates.
+        while True:
+            temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.part")
+            try:
+                fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                break
+            except FileExistsError:
+                continue
         try:
             if size:
                 try:
