@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -16,6 +14,10 @@ import pytest
 from asynctransfer import TransferConfig
 from asynctransfer._core.units import KiB
 from asynctransfer.testing import MotoServer, moto_server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 # Small parts keep the suite fast; moto is told to accept them. One test runs at the real 5 MiB.
 SMALL_MIN_PART = 64 * KiB

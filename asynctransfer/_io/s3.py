@@ -53,6 +53,8 @@ warnings.filterwarnings(
     module="aiohttp",
 )
 
+_shared_loader: Any = None
+
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404"}
 _DENIED = {
     "AccessDenied",
@@ -166,6 +168,13 @@ class S3Driver:
     @classmethod
     async def open(cls, config: TransferConfig, stack: AsyncExitStack) -> S3Driver:
         session = get_session()
+        # One loader for the process: it caches the parsed S3 service model, which otherwise
+        # costs ~0.2 s of CPU and ~12 MiB for every client (every one-off upload/download).
+        global _shared_loader
+        if _shared_loader is None:
+            _shared_loader = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", _shared_loader)
         endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
         region = config.region or session.get_config_variable("region") or "us-east-1"
         aio_config = AioConfig(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import TYPE_CHECKING
-
-import base64
 
 import anyio
 import pytest
@@ -103,9 +102,7 @@ async def test_download_what_boto3_uploaded(bucket: Bucket, tmp_path: Path) -> N
     assert result.parts == 6
 
 
-async def test_download_into_directory_names_file_after_key(
-    bucket: Bucket, tmp_path: Path
-) -> None:
+async def test_download_into_directory_names_file_after_key(bucket: Bucket, tmp_path: Path) -> None:
     data = random_bytes(2 * SMALL_PART, seed=9)
     bucket.client.put_object(Bucket=bucket.name, Key="a/b/name.txt", Body=data)
     result = await asynctransfer.download(
@@ -128,7 +125,9 @@ async def test_transferer_runs_many_transfers_under_shared_limits(
     bucket: Bucket, tmp_path: Path
 ) -> None:
     config = with_config(bucket, max_concurrency=3, max_memory=4 * SMALL_PART)
-    files = {f"f{i}": write_random(tmp_path / f"f{i}", (i + 1) * SMALL_PART + i, i) for i in range(5)}
+    files = {
+        f"f{i}": write_random(tmp_path / f"f{i}", (i + 1) * SMALL_PART + i, i) for i in range(5)
+    }
     peak_in_flight = 0
     peak_memory = 0
 
