@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
 T = TypeVar("T")
+logger = logging.getLogger("asynctransfer")
 
 
 def _size(text: str) -> int:
@@ -94,6 +95,7 @@ def _run(config: TransferConfig, fn: Callable[[], Awaitable[T]]) -> T:
             pass
         else:
             options["use_uvloop"] = True
+    logger.info("event loop: %s", "uvloop" if options else "asyncio")
     return anyio.run(fn, backend="asyncio", backend_options=options)
 
 
