@@ -420,7 +420,14 @@ class Engine:
                     ) as stream,
                 ):
                     filled = 0
-                    while chunk := await stream.readany():
+                    while True:
+                        # readchunk, not readany: readany joins the buffered chunks into a
+                        # new bytes object, a second copy before ours into the buffer.
+                        chunk, end_of_http_chunk = await stream.readchunk()
+                        if not chunk:
+                            if end_of_http_chunk:
+                                continue
+                            break
                         end = filled + len(chunk)
                         if end > part.length:
                             raise ProtocolViolationError(

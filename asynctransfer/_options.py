@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -89,7 +90,7 @@ class TransferConfig:
             )
         for name in ("max_bytes_per_second", "max_requests_per_second"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is not None and not (value > 0 and math.isfinite(value)):
                 raise bad(f"{name} must be positive or None, got {value}")
         if self.checksum not in get_args(ChecksumAlgorithm):
             raise bad(
@@ -99,7 +100,7 @@ class TransferConfig:
             raise bad(f"multipart_threshold must be >= 0, got {self.multipart_threshold}")
         if not 0 <= self.max_object_size <= MAX_OBJECT_SIZE:
             raise bad(f"max_object_size must be in [0, {MAX_OBJECT_SIZE}]")
-        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+        if not (self.connect_timeout > 0 and self.read_timeout > 0):
             raise bad("timeouts must be positive")
         if self.max_attempts < 1:
             raise bad(f"max_attempts must be at least 1, got {self.max_attempts}")

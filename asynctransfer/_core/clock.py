@@ -21,6 +21,6 @@ class FakeClock:
         return self._now
 
     def advance(self, seconds: float) -> None:
-        if seconds < 0:
+        if not seconds >= 0:
             raise ValueError("a monotonic clock cannot go back")
         self._now += seconds

@@ -91,14 +91,16 @@ def plan_upload(
     """
     if size < 0:
         raise PlanError(f"size must be >= 0, got {size}")
+    if size > max_object_size:
+        raise TooLargeError(
+            f"object of {size} bytes exceeds the maximum object size of {max_object_size} bytes"
+        )
+    if multipart_threshold is not None and multipart_threshold < 0:
+        raise PlanError(f"multipart threshold must be >= 0, got {multipart_threshold}")
     if not min_part_size <= part_size <= MAX_PART_SIZE:
         raise PlanError(
             f"part size {part_size} is outside the store's limits "
             f"[{min_part_size}, {MAX_PART_SIZE}] bytes"
-        )
-    if size > max_object_size:
-        raise TooLargeError(
-            f"object of {size} bytes exceeds the maximum object size of {max_object_size} bytes"
         )
     threshold = part_size if multipart_threshold is None else multipart_threshold
     if size <= min(threshold, MAX_SINGLE_PUT):

@@ -14,6 +14,7 @@ tokens admitted by time t since creation never exceed ``burst + rate * t``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,10 +31,11 @@ class TokenBucketStatistics:
 
 class TokenBucket:
     def __init__(self, rate: float, burst: float, clock: Clock) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, got {rate}")
-        if burst <= 0:
-            raise ValueError(f"burst must be positive, got {burst}")
+        # Written as `not x > 0` so that NaN is refused too.
+        if not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"rate must be positive and finite, got {rate}")
+        if not (burst > 0 and math.isfinite(burst)):
+            raise ValueError(f"burst must be positive and finite, got {burst}")
         self._rate = float(rate)
         self._burst = float(burst)
         self._clock = clock
@@ -48,7 +50,7 @@ class TokenBucket:
 
     def reserve(self, n: float) -> float:
         """Take ``n`` tokens; return the seconds to wait before using them (0.0 if none)."""
-        if n < 0:
+        if not n >= 0:
             raise ValueError(f"cannot reserve a negative amount ({n})")
         self._refill()
         self._tokens -= n

@@ -25,7 +25,7 @@ _UNITS = {
     "gib": GiB,
     "tib": TiB,
 }
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
 
 
 def parse_size(text: str) -> int:
@@ -68,7 +68,7 @@ def format_size(n: int) -> str:
     """Format a byte count with a binary unit, e.g. ``8.0 MiB``."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024:
+        if abs(round(value, 1)) < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"

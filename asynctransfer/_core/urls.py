@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 # S3's bucket naming rules, relaxed to what S3-compatible stores also accept (dots, underscores).
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", re.IGNORECASE)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", re.IGNORECASE | re.ASCII)
 _SCHEME = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
