@@ -15,6 +15,8 @@ from asynctransfer import TransferConfig
 from asynctransfer._core.units import KiB
 from asynctransfer.testing import MotoServer, moto_server
 
+from .proxy import proxied_bucket, proxy_server  # noqa: F401
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
