@@ -66,9 +66,47 @@ def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def composite_crc32c(part_digests: list[bytes]) -> str:
-    """S3's checksum of a multipart object: the CRC32C of the parts' CRC32Cs, then ``-N``."""
-    outer = Crc32c()
+def composite_digest(name: str, part_digests: list[bytes]) -> bytes:
+    """S3's COMPOSITE checksum of a multipart object: the checksum of the parts' checksums."""
+    outer = new_hasher(name)
     for digest in part_digests:
         outer.update(digest)
-    return f"{b64(outer.digest())}-{len(part_digests)}"
+    return outer.digest()
+
+
+def composite_crc32c(part_digests: list[bytes]) -> str:
+    """The CRC32C composite as S3 writes it: base64, then ``-N`` (the number of parts)."""
+    return f"{b64(composite_digest('crc32c', part_digests))}-{len(part_digests)}"
+
+
+class PartwiseHasher:
+    """Digests of consecutive ``part_size`` slices of one stream, and their composite.
+
+    Fed the object's bytes in order, it reproduces a COMPOSITE checksum of a multipart object
+    whose parts (all but the last) are ``part_size`` long.
+    """
+
+    def __init__(self, name: str, part_size: int) -> None:
+        self._name = name
+        self._part_size = part_size
+        self._current = new_hasher(name)
+        self._filled = 0
+        self._digests: list[bytes] = []
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            take = min(len(view), self._part_size - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self._part_size:
+                self._digests.append(self._current.digest())
+                self._current = new_hasher(self._name)
+                self._filled = 0
+
+    def part_digests(self) -> list[bytes]:
+        return self._digests + ([self._current.digest()] if self._filled else [])
+
+    def digest(self) -> bytes:
+        return composite_digest(self._name, self.part_digests())

@@ -249,6 +249,21 @@ class S3Driver:
             checksum_type=r.get("ChecksumType"),
         )
 
+    async def head_part(
+        self, bucket: str, key: str, number: int, *, version_id: str | None, url: str
+    ) -> tuple[int, int | None]:
+        """HeadObject of one part of a multipart object: (its length, the object's part count).
+
+        No If-Match: some stores (moto) compare it with the part's ETag, not the object's. The
+        data itself is pinned by If-Match on every GET; a layout from another version can only
+        make verification fail, never pass wrongly.
+        """
+        extra = {"VersionId": version_id} if version_id else {}
+        with map_errors(url):
+            r = await self._client.head_object(Bucket=bucket, Key=key, PartNumber=number, **extra)
+        count = r.get("PartsCount")
+        return int(r["ContentLength"]), (int(count) if count is not None else None)
+
     async def _which_is_missing(self, bucket: str, key: str, url: str) -> str:
         try:
             with map_errors(url):
