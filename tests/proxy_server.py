@@ -25,7 +25,8 @@ A rule::
      "probability": 0.3,    # chance that a matching request is faulted (seeded RNG)
      "action": "status", ...action parameters...}
 
-Every ``match`` field is optional (an empty match matches every request). Actions:
+``header_prefix`` matches a request that has a (logged) header whose lower-cased name starts
+with it, e.g. ``"x-amz-checksum-"``. Every ``match`` field is optional (an empty match matches every request). Actions:
 - ``status``: ``status`` (503), ``code`` ("SlowDown"), ``message``: an S3 XML error response.
 - ``error_200``: a 200 whose body is an S3 ``<Error>`` document (``code``: "InternalError").
   Both answer without contacting the upstream unless ``forward: true`` (the upstream then does
@@ -130,7 +131,9 @@ ACTIONS = frozenset(
         "corrupt_request",
     }
 )
-_MATCH_KEYS = frozenset({"method", "operation", "query_has", "query", "path_regex"})
+_MATCH_KEYS = frozenset(
+    {"method", "operation", "query_has", "query", "path_regex", "header_prefix"}
+)
 
 
 def _logged(name: str, response: bool = False) -> bool:
@@ -203,6 +206,7 @@ class Rule:
         self.query: dict[str, str] = {k: str(v) for k, v in (match.get("query") or {}).items()}
         regex = match.get("path_regex")
         self.path_regex = re.compile(regex) if regex else None
+        self.header_prefix: str | None = match.get("header_prefix")
         times = spec.get("times")
         self.times: int | None = None if times is None else int(times)
         self.probability = float(spec.get("probability", 1.0))
@@ -217,6 +221,10 @@ class Rule:
         if any(key not in query for key in self.query_has):
             return False
         if any(query.get(key) != value for key, value in self.query.items()):
+            return False
+        if self.header_prefix is not None and not any(
+            name.startswith(self.header_prefix.lower()) for name in entry["headers"]
+        ):
             return False
         return not (self.path_regex is not None and not self.path_regex.search(entry["path"]))
 

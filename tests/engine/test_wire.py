@@ -406,3 +406,32 @@ async def test_complete_answering_200_with_error_always_fails_and_aborts(
     aborts = [e for e in log if e["operation"] == "AbortMultipartUpload"]
     assert [e["status"] for e in aborts] == [204]
     assert bucket.open_uploads() == []
+
+
+async def test_checksum_none_works_with_a_store_that_rejects_checksum_headers(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    """Reliability matrix row 31: a store that answers 400 to any x-amz-checksum-* header."""
+    bucket = proxied_bucket
+    proxy_server.set_rules(
+        [
+            {
+                "match": {"header_prefix": "x-amz-checksum-"},
+                "action": "status",
+                "status": 400,
+                "code": "InvalidArgument",
+                "message": "x-amz-checksum-* headers are not supported",
+            }
+        ]
+    )
+    src = tmp_path / "src"
+    data = write_random(src, 3 * SMALL_PART + 1)
+    with pytest.raises(asynctransfer.RemoteError, match="InvalidArgument") as info:
+        await asynctransfer.upload(src, bucket.url("k"), config=bucket.config)
+    assert info.value.status == 400
+    assert bucket.open_uploads() == []
+
+    config = with_config(bucket, checksum="none")
+    await asynctransfer.upload(src, bucket.url("k"), config=config)
+    assert bucket.read("k") == data
+    assert proxy_server.log()[-1]["operation"] == "CompleteMultipartUpload"
