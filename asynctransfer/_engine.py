@@ -12,9 +12,9 @@ parts N, N-1, ... are on the wire, and at most ``memory_budget / part_size`` par
 
 Download: HeadObject pins the version (ETag, VersionId). Each range is fetched into a pooled
 buffer with If-Match, its Content-Range checked, then written with ``pwrite`` at its offset in a
-unique temporary file beside the destination. A hashing task follows the contiguous prefix of
-completed ranges and digests the bytes from the file, off the event loop. Only when every range
-is in and the digests agree is the file fsync'ed and renamed over the destination.
+unique temporary file beside the destination, in a worker thread that also feeds the whole-file
+digests in order (from the buffer when the range is next, else later from the file). Only when
+every range is in and the digests agree is the file fsync'ed and renamed over the destination.
 
 Failure: every task runs in a task group; the first error cancels the rest. An upload's
 multipart upload is aborted and a download's temporary file removed, shielded from
@@ -24,9 +24,9 @@ cancellation, before the error propagates.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,8 +51,6 @@ from ._io.base import SystemClock
 from ._results import DownloadResult, UploadResult
 
 if TYPE_CHECKING:
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
     from ._core.urls import S3Address
     from ._io.s3 import ObjectInfo, PutResult, S3Driver
     from ._options import TransferConfig
@@ -177,6 +175,48 @@ def _partwise_file_digests(
         digests.append(hasher.digest())
         offset += size
     return hashing.composite_digest(name, digests)
+
+
+class _InOrderDigest:
+    """Writes ranges that complete in any order, and digests the file's bytes in order.
+
+    Runs in worker threads. A range that arrives next in order is hashed from its buffer, so in
+    the common case every byte is hashed once, from memory; one that arrives early is hashed
+    later from the file (page cache), when the ranges before it are in.
+    """
+
+    def __init__(self, plan: Plan, hashers: list[hashing.Hasher], fd: int, path: str) -> None:
+        self._plan = plan
+        self._hashers = hashers
+        self._fd = fd
+        self._path = path
+        self._lock = threading.Lock()
+        self._next = 1
+        self._early: set[int] = set()
+        self._buf: bytearray | None = None
+
+    def write(self, part: Part, data: memoryview) -> None:
+        local.pwrite_all(self._fd, data, part.offset, self._path)
+        with self._lock:
+            if part.number != self._next:
+                self._early.add(part.number)
+                return
+            for hasher in self._hashers:
+                hasher.update(data)
+            self._next += 1
+            while self._next in self._early:
+                self._early.remove(self._next)
+                early = self._plan.part(self._next)
+                if self._buf is None:
+                    self._buf = bytearray(_HASH_CHUNK)
+                _hash_file_range(
+                    self._fd, early.offset, early.end, self._hashers, self._buf, self._path
+                )
+                self._next += 1
+
+    def check_complete(self) -> None:
+        if self._next != len(self._plan) + 1:
+            raise TransferError(f"{self._path}: internal error: parts {self._early} unhashed")
 
 
 class Engine:
@@ -399,24 +439,12 @@ class Engine:
                 hashers["composite"] = hashing.PartwiseHasher(
                     composite.name.lower(), composite.part_size
                 )
-            done_send, done_receive = anyio.create_memory_object_stream[int](math.inf)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    self._hash_in_order, fd, temp, plan, done_receive, list(hashers.values())
-                )
-                async with done_send, anyio.create_task_group() as fetches:
-                    for part in plan:
-                        buf = await self.pool.acquire(part.length)
-                        fetches.start_soon(
-                            self._fetch_part,
-                            source,
-                            info,
-                            part,
-                            buf,
-                            fd,
-                            temp,
-                            done_send.clone(),
-                        )
+            digest = _InOrderDigest(plan, list(hashers.values()), fd, temp)
+            async with anyio.create_task_group() as fetches:
+                for part in plan:
+                    buf = await self.pool.acquire(part.length)
+                    fetches.start_soon(self._fetch_part, source, info, part, buf, digest)
+            digest.check_complete()
             for name, value in expected.items():
                 actual = hashing.b64(hashers[name].digest())
                 if actual != value:
@@ -509,80 +537,49 @@ class Engine:
         info: ObjectInfo,
         part: Part,
         buf: bytearray,
-        fd: int,
-        temp: str,
-        done: MemoryObjectSendStream[int],
+        digest: _InOrderDigest,
     ) -> None:
         url = str(source)
         try:
-            async with done:
-                view = memoryview(buf)
-                await self._throttle(part.length)
-                async with (
-                    self.limiter,
-                    self.s3.get_range(
-                        source.bucket,
-                        source.key,
-                        part.offset,
-                        part.length,
-                        total=info.size,
-                        etag=info.etag,
-                        version_id=info.version_id,
-                        url=url,
-                    ) as stream,
-                ):
-                    filled = 0
-                    while True:
-                        # readchunk, not readany: readany joins the buffered chunks into a
-                        # new bytes object, a second copy before ours into the buffer.
-                        chunk, end_of_http_chunk = await stream.readchunk()
-                        if not chunk:
-                            if end_of_http_chunk:
-                                continue
-                            break
-                        end = filled + len(chunk)
-                        if end > part.length:
-                            raise ProtocolViolationError(
-                                f"{url}: more than the {part.length} bytes asked for at "
-                                f"{part.offset}",
-                                url=url,
-                            )
-                        view[filled:end] = chunk
-                        filled = end
-                if filled != part.length:
-                    raise NetworkError(
-                        f"{url}: body ended after {filled} of {part.length} bytes at "
-                        f"offset {part.offset}",
-                        url=url,
-                    )
-                await anyio.to_thread.run_sync(local.pwrite_all, fd, view, part.offset, temp)
-                self._bytes_received += part.length
-                await done.send(part.number)
+            view = memoryview(buf)
+            await self._throttle(part.length)
+            async with (
+                self.limiter,
+                self.s3.get_range(
+                    source.bucket,
+                    source.key,
+                    part.offset,
+                    part.length,
+                    total=info.size,
+                    etag=info.etag,
+                    version_id=info.version_id,
+                    url=url,
+                ) as stream,
+            ):
+                filled = 0
+                while True:
+                    # readchunk, not readany: readany joins the buffered chunks into a
+                    # new bytes object, a second copy before ours into the buffer.
+                    chunk, end_of_http_chunk = await stream.readchunk()
+                    if not chunk:
+                        if end_of_http_chunk:
+                            continue
+                        break
+                    end = filled + len(chunk)
+                    if end > part.length:
+                        raise ProtocolViolationError(
+                            f"{url}: more than the {part.length} bytes asked for at {part.offset}",
+                            url=url,
+                        )
+                    view[filled:end] = chunk
+                    filled = end
+            if filled != part.length:
+                raise NetworkError(
+                    f"{url}: body ended after {filled} of {part.length} bytes at "
+                    f"offset {part.offset}",
+                    url=url,
+                )
+            await anyio.to_thread.run_sync(digest.write, part, view)
+            self._bytes_received += part.length
         finally:
             self.pool.release(buf)
-
-    async def _hash_in_order(
-        self,
-        fd: int,
-        temp: str,
-        plan: Plan,
-        done: MemoryObjectReceiveStream[int],
-        hashers: list[hashing.Hasher],
-    ) -> None:
-        buf = bytearray(min(_HASH_CHUNK, max(plan.size, 1)))
-        finished: set[int] = set()
-        next_number = 1
-        async with done:
-            async for number in done:
-                finished.add(number)
-                first = next_number
-                while next_number in finished:
-                    finished.remove(next_number)
-                    next_number += 1
-                if next_number > first:
-                    start, end = plan.part(first).offset, plan.part(next_number - 1).end
-                    await anyio.to_thread.run_sync(
-                        _hash_file_range, fd, start, end, hashers, buf, temp
-                    )
-        if next_number != len(plan) + 1:
-            raise TransferError(f"{temp}: internal error: ranges {finished} left unhashed")
