@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,12 @@ import anyio
 import anyio.to_thread
 
 from ._buffers import BufferPool, BufferPoolStatistics
+from ._core.checksums import (
+    UniformComposite,
+    composite_checksum,
+    full_object_checksums,
+    with_uniform_layout,
+)
 from ._core.plan import Part, Plan, PlanError, TooLargeError, plan_download, plan_upload
 from ._core.ratelimit import TokenBucket
 from ._errors import (
@@ -58,10 +62,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asynctransfer")
 
 _ABORT_TIMEOUT = 30.0
-_HASH_CHUNK = 1024 * 1024
-# Whole-object checksums we can verify on download, by S3 name.
-_VERIFIABLE = ("CRC32C", "CRC32", "SHA256")
-_MULTIPART_ETAG = re.compile(r"-\d+\"?$")
 
 
 @dataclass(frozen=True)
@@ -99,124 +99,6 @@ def _read_part(
     part = hashing.new_hasher(algorithm)
     part.update(view)
     return part.digest()
-
-
-def _hash_file_range(
-    fd: int, start: int, end: int, hashers: list[hashing.Hasher], buf: bytearray, path: str
-) -> None:
-    """Worker thread: feed bytes [start, end) of the file to every hasher, in order."""
-    view = memoryview(buf)
-    position = start
-    while position < end:
-        chunk = view[: min(len(view), end - position)]
-        local.pread_exact(fd, chunk, position, path)
-        for hasher in hashers:
-            hasher.update(chunk)
-        position += len(chunk)
-
-
-def _full_object_checksums(info: ObjectInfo) -> dict[str, str]:
-    """The store's checksums that cover the whole object's bytes, so a download can verify them.
-
-    A multipart object's checksum is usually COMPOSITE (a checksum of the parts' checksums);
-    S3 marks it with ChecksumType and a ``-N`` suffix, but some stores (moto) give neither, so
-    a multipart ETag (``"...-N"``) without an explicit FULL_OBJECT type counts as composite.
-    """
-    if info.checksum_type == "COMPOSITE":
-        return {}
-    if info.checksum_type != "FULL_OBJECT" and _MULTIPART_ETAG.search(info.etag):
-        return {}
-    return {
-        name: value
-        for name, value in info.checksums.items()
-        if name in _VERIFIABLE and "-" not in value
-    }
-
-
-# Algorithms S3 combines into COMPOSITE checksums of multipart objects, by S3 name.
-_COMPOSABLE = ("CRC32C", "CRC32", "SHA256", "SHA1")
-
-
-@dataclass(frozen=True)
-class _Composite:
-    """A COMPOSITE checksum to verify, and the part layout it was computed over."""
-
-    name: str  # S3 name, e.g. CRC32C
-    value: str  # base64, without the -N suffix
-    parts: int
-    part_size: int  # of every part but the last
-
-
-def _composite_candidate(info: ObjectInfo) -> tuple[str, str, int | None] | None:
-    """(name, base64 value, part count if the value says) of a composite checksum, if any."""
-    if info.checksum_type == "FULL_OBJECT":
-        return None
-    for name in _COMPOSABLE:
-        value = info.checksums.get(name)
-        if value is None:
-            continue
-        digest, _, count = value.partition("-")
-        if count:
-            return name, digest, int(count) if count.isdigit() else None
-        if info.checksum_type == "COMPOSITE" or _MULTIPART_ETAG.search(info.etag):
-            return name, digest, None
-    return None
-
-
-def _partwise_file_digests(
-    fd: int, sizes: list[int], name: str, buf: bytearray, path: str
-) -> bytes:
-    """Worker thread: the composite digest of the file cut into parts of the given sizes."""
-    digests = []
-    offset = 0
-    for size in sizes:
-        hasher = hashing.new_hasher(name)
-        _hash_file_range(fd, offset, offset + size, [hasher], buf, path)
-        digests.append(hasher.digest())
-        offset += size
-    return hashing.composite_digest(name, digests)
-
-
-class _InOrderDigest:
-    """Writes ranges that complete in any order, and digests the file's bytes in order.
-
-    Runs in worker threads. A range that arrives next in order is hashed from its buffer, so in
-    the common case every byte is hashed once, from memory; one that arrives early is hashed
-    later from the file (page cache), when the ranges before it are in.
-    """
-
-    def __init__(self, plan: Plan, hashers: list[hashing.Hasher], fd: int, path: str) -> None:
-        self._plan = plan
-        self._hashers = hashers
-        self._fd = fd
-        self._path = path
-        self._lock = threading.Lock()
-        self._next = 1
-        self._early: set[int] = set()
-        self._buf: bytearray | None = None
-
-    def write(self, part: Part, data: memoryview) -> None:
-        local.pwrite_all(self._fd, data, part.offset, self._path)
-        with self._lock:
-            if part.number != self._next:
-                self._early.add(part.number)
-                return
-            for hasher in self._hashers:
-                hasher.update(data)
-            self._next += 1
-            while self._next in self._early:
-                self._early.remove(self._next)
-                early = self._plan.part(self._next)
-                if self._buf is None:
-                    self._buf = bytearray(_HASH_CHUNK)
-                _hash_file_range(
-                    self._fd, early.offset, early.end, self._hashers, self._buf, self._path
-                )
-                self._next += 1
-
-    def check_complete(self) -> None:
-        if self._next != len(self._plan) + 1:
-            raise TransferError(f"{self._path}: internal error: parts {self._early} unhashed")
 
 
 class Engine:
@@ -431,7 +313,7 @@ class Engine:
         plan = plan_download(info.size, self.config.part_size)
         fd, temp = await anyio.to_thread.run_sync(local.create_temp_beside, path, info.size)
         try:
-            expected = _full_object_checksums(info)
+            expected = full_object_checksums(info.checksums, info.checksum_type, info.etag)
             hashers: dict[str, hashing.Hasher] = {"xxh3": hashing.new_hasher("xxh3")}
             hashers.update({name: hashing.new_hasher(name.lower()) for name in expected})
             composite = None if expected else await self._composite_layout(source, info)
@@ -439,7 +321,7 @@ class Engine:
                 hashers["composite"] = hashing.PartwiseHasher(
                     composite.name.lower(), composite.part_size
                 )
-            digest = _InOrderDigest(plan, list(hashers.values()), fd, temp)
+            digest = hashing.InOrderDigest(plan, list(hashers.values()), fd, temp)
             async with anyio.create_task_group() as fetches:
                 for part in plan:
                     buf = await self.pool.acquire(part.length)
@@ -456,7 +338,7 @@ class Engine:
                 await self._verify_composite(
                     source, info, composite, hashers["composite"], fd, temp
                 )
-                expected = {composite.name: f"{composite.value}-{composite.parts}"}
+                expected = {composite.name: str(composite)}
             await anyio.to_thread.run_sync(local.publish, fd, temp, path)
         except BaseException:
             local.discard(fd, temp)
@@ -473,32 +355,30 @@ class Engine:
             xxh3_128=hashers["xxh3"].digest().hex(),
         )
 
-    async def _composite_layout(self, source: S3Address, info: ObjectInfo) -> _Composite | None:
+    async def _composite_layout(
+        self, source: S3Address, info: ObjectInfo
+    ) -> UniformComposite | None:
         """The part layout of a multipart object with a COMPOSITE checksum, so the download can
         be verified end to end. One HEAD of part 1 gives its size and the part count; the
         layout is assumed uniform (every uploader we know cuts equal parts) and confirmed part
         by part only if the checksum then disagrees."""
-        candidate = _composite_candidate(info)
-        if candidate is None or info.size == 0:
+        composite = composite_checksum(info.checksums, info.checksum_type, info.etag)
+        if composite is None or info.size == 0:
             return None
-        name, value, count = candidate
         url = str(source)
-        part_size, parts = await self.s3.head_part(
+        first, parts = await self.s3.head_part(
             source.bucket, source.key, 1, version_id=info.version_id, url=url
         )
-        if parts is None or part_size <= 0 or (count is not None and count != parts):
-            logger.debug("%s: no usable part layout; composite %s not verified", url, name)
-            return None
-        if -(-info.size // part_size) != parts:
-            logger.debug("%s: parts are not uniform; composite %s not verified", url, name)
-            return None
-        return _Composite(name, value, parts, part_size)
+        layout = with_uniform_layout(composite, info.size, first, parts)
+        if layout is None:
+            logger.debug("%s: no usable part layout; %s not verified", url, composite.name)
+        return layout
 
     async def _verify_composite(
         self,
         source: S3Address,
         info: ObjectInfo,
-        composite: _Composite,
+        composite: UniformComposite,
         hasher: hashing.Hasher,
         fd: int,
         temp: str,
@@ -507,7 +387,8 @@ class Engine:
         if hashing.b64(hasher.digest()) == composite.value:
             return
         # Maybe the parts were not uniform after all: learn the real sizes and check again.
-        sizes = [0] * composite.parts
+        parts = composite.parts
+        sizes = [0] * parts
 
         async def size_of(number: int) -> None:
             async with self.limiter:
@@ -516,18 +397,16 @@ class Engine:
                 )
 
         async with anyio.create_task_group() as tg:
-            for number in range(1, composite.parts + 1):
+            for number in range(1, parts + 1):
                 tg.start_soon(size_of, number)
         if sum(sizes) == info.size and any(s != composite.part_size for s in sizes[:-1]):
-            buf = bytearray(_HASH_CHUNK)
             digest = await anyio.to_thread.run_sync(
-                _partwise_file_digests, fd, sizes, composite.name.lower(), buf, temp
+                hashing.partwise_file_digest, fd, sizes, composite.name.lower(), temp
             )
             if hashing.b64(digest) == composite.value:
                 return
         raise IntegrityError(
-            f"{url}: downloaded bytes do not match the store's {composite.name} "
-            f"{composite.value}-{composite.parts}",
+            f"{url}: downloaded bytes do not match the store's {composite.name} {composite}",
             url=url,
         )
 
@@ -537,7 +416,7 @@ class Engine:
         info: ObjectInfo,
         part: Part,
         buf: bytearray,
-        digest: _InOrderDigest,
+        digest: hashing.InOrderDigest,
     ) -> None:
         url = str(source)
         try:

@@ -1,10 +1,12 @@
-"""A minimal S3 stand-in that takes multipart uploads and discards the bytes.
+"""A minimal S3 stand-in that discards uploads and serves downloads from files.
 
 For measuring client CPU without a slow server in the way (moto reads request bodies in small
-pieces, which makes the client's event loop wake far more often than a real store would). It
-answers CreateMultipartUpload, UploadPart (reads the whole body), and AbortMultipartUpload.
+pieces and copies whole objects per ranged GET, so the client mostly waits). Uploads
+(PutObject, Create/UploadPart/Complete/AbortMultipartUpload) are read to the end and dropped;
+GET and HEAD of ``/bucket/key`` serve the file ``ROOT/bucket/key`` with sendfile, Range and
+If-Match (aiohttp's FileResponse). Not a store: issue 4 brings the real local endpoint.
 
-    python -m benchmarks.s3_sink --port 0   # prints "listening on http://127.0.0.1:PORT"
+    python -m benchmarks.s3_sink --port 0 --root DIR  # prints "listening on http://127.0.0.1:P"
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -24,41 +26,60 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
+def _xml(body: str) -> web.Response:
+    return web.Response(
+        text=f'<?xml version="1.0" encoding="UTF-8"?>{body}', content_type="application/xml"
+    )
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     query = request.query
-    if request.method == "PUT" and "partNumber" in query:
-        md5 = hashlib.md5(usedforsecurity=False)
+    bucket = request.match_info["bucket"]
+    key = request.match_info.get("key", "")
+    if request.method in ("GET", "HEAD") and key:
+        path = Path(request.app[ROOT], bucket, key).resolve()  # noqa: ASYNC240 (bench only)
+        if not path.is_relative_to(request.app[ROOT]) or not path.is_file():
+            return web.Response(status=404)
+        return web.FileResponse(path)
+    if request.method == "PUT" and key:  # PutObject / UploadPart: read it all, keep nothing
+        size = 0
         async for chunk in request.content.iter_any():
-            md5.update(chunk)
-        return web.Response(headers={"ETag": f'"{md5.hexdigest()}"'})
+            size += len(chunk)
+        return web.Response(headers={"ETag": f'"{uuid.uuid4().hex}"'})
     if request.method == "POST" and "uploads" in query:
-        key = request.match_info["key"]
-        bucket = request.match_info["bucket"]
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?><InitiateMultipartUploadResult>'
-            f"<Bucket>{bucket}</Bucket><Key>{key}</Key><UploadId>{uuid.uuid4().hex}</UploadId>"
-            "</InitiateMultipartUploadResult>"
+        return _xml(
+            f"<InitiateMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+            f"<UploadId>{uuid.uuid4().hex}</UploadId></InitiateMultipartUploadResult>"
         )
-        return web.Response(text=body, content_type="application/xml")
+    if request.method == "POST" and "uploadId" in query:
+        await request.read()
+        return _xml(
+            f"<CompleteMultipartUploadResult><Bucket>{bucket}</Bucket><Key>{key}</Key>"
+            f'<ETag>"{uuid.uuid4().hex}-1"</ETag></CompleteMultipartUploadResult>'
+        )
     if request.method == "DELETE":
         return web.Response(status=204)
-    if request.method == "PUT":  # CreateBucket
+    if request.method in ("PUT", "HEAD"):  # CreateBucket, HeadBucket
         return web.Response()
     return web.Response(status=501)
 
 
-def app() -> web.Application:
+ROOT = web.AppKey("root", Path)
+
+
+def app(root: Path) -> web.Application:
     application = web.Application(client_max_size=6 * 1024**3)
+    application[ROOT] = root.resolve()
     application.router.add_route("*", "/{bucket}/{key:.*}", handle)
     application.router.add_route("*", "/{bucket}", handle)
     return application
 
 
 @contextlib.contextmanager
-def sink_server() -> Iterator[str]:
-    """Run the sink in a child process; yield its endpoint URL."""
+def sink_server(root: Path | str = "/nonexistent") -> Iterator[str]:
+    """Run the sink in a child process, serving GETs from ``root``; yield its endpoint URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.s3_sink", "--port", "0"],
+        [sys.executable, "-m", "benchmarks.s3_sink", "--port", "0", "--root", str(root)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -71,8 +92,8 @@ def sink_server() -> Iterator[str]:
         process.wait(10)
 
 
-async def _serve(port: int) -> None:
-    runner = web.AppRunner(app())
+async def _serve(port: int, root: Path) -> None:
+    runner = web.AppRunner(app(root), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
@@ -84,7 +105,9 @@ async def _serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    asyncio.run(_serve(parser.parse_args().port))
+    parser.add_argument("--root", type=Path, default=Path("/nonexistent"))
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.root))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import zlib
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import xxhash
 from crc32c import crc32c as _crc32c
+
+from . import local
+
+if TYPE_CHECKING:
+    from .._core.plan import Part, Plan
+
+_CHUNK = 1024 * 1024
 
 
 class Hasher(Protocol):
@@ -48,13 +56,16 @@ class Crc32:
 
 
 def new_hasher(name: str) -> Hasher:
-    """A hasher for an S3 checksum name (``crc32c``, ``crc32``, ``sha256``, ``md5``, ``xxh3``)."""
+    """A hasher by lower-case name: S3's ``crc32c``, ``crc32``, ``sha256``, ``sha1``, and
+    ``md5`` (Content-MD5), ``xxh3`` (xxh3-128, ours)."""
     if name == "crc32c":
         return Crc32c()
     if name == "crc32":
         return Crc32()
     if name == "sha256":
         return hashlib.sha256()
+    if name == "sha1":
+        return hashlib.sha1(usedforsecurity=False)
     if name == "md5":
         return hashlib.md5(usedforsecurity=False)
     if name == "xxh3":
@@ -110,3 +121,72 @@ class PartwiseHasher:
 
     def digest(self) -> bytes:
         return composite_digest(self._name, self.part_digests())
+
+
+def hash_file_range(
+    fd: int, start: int, end: int, hashers: list[Hasher], buf: bytearray, path: str
+) -> None:
+    """Feed bytes [start, end) of the file to every hasher, in order, through ``buf``."""
+    view = memoryview(buf)
+    position = start
+    while position < end:
+        chunk = view[: min(len(view), end - position)]
+        local.pread_exact(fd, chunk, position, path)
+        for hasher in hashers:
+            hasher.update(chunk)
+        position += len(chunk)
+
+
+def partwise_file_digest(fd: int, sizes: list[int], name: str, path: str) -> bytes:
+    """The composite digest of the file cut into consecutive parts of the given sizes."""
+    buf = bytearray(_CHUNK)
+    digests = []
+    offset = 0
+    for size in sizes:
+        hasher = new_hasher(name)
+        hash_file_range(fd, offset, offset + size, [hasher], buf, path)
+        digests.append(hasher.digest())
+        offset += size
+    return composite_digest(name, digests)
+
+
+class InOrderDigest:
+    """Writes ranges that complete in any order, and digests the file's bytes in order.
+
+    Runs in worker threads. A range that arrives next in order is hashed from its buffer, so in
+    the common case every byte is hashed once, from memory; one that arrives early is hashed
+    later from the file (page cache), when the ranges before it are in.
+    """
+
+    def __init__(self, plan: Plan, hashers: list[Hasher], fd: int, path: str) -> None:
+        self._plan = plan
+        self._hashers = hashers
+        self._fd = fd
+        self._path = path
+        self._lock = threading.Lock()
+        self._next = 1
+        self._early: set[int] = set()
+        self._buf: bytearray | None = None
+
+    def write(self, part: Part, data: memoryview) -> None:
+        local.pwrite_all(self._fd, data, part.offset, self._path)
+        with self._lock:
+            if part.number != self._next:
+                self._early.add(part.number)
+                return
+            for hasher in self._hashers:
+                hasher.update(data)
+            self._next += 1
+            while self._next in self._early:
+                self._early.remove(self._next)
+                early = self._plan.part(self._next)
+                if self._buf is None:
+                    self._buf = bytearray(_CHUNK)
+                hash_file_range(
+                    self._fd, early.offset, early.end, self._hashers, self._buf, self._path
+                )
+                self._next += 1
+
+    def check_complete(self) -> None:
+        if self._next != len(self._plan) + 1:
+            raise RuntimeError(f"{self._path}: internal error: parts {self._early} unhashed")
