@@ -135,6 +135,8 @@ class Engine:
         )
 
     async def _throttle(self, nbytes: int) -> None:
+        """Wait for one request and ``nbytes`` of payload under the rate caps. Every request
+        but an abort (cleanup must not wait) passes here."""
         wait = 0.0
         if self._byte_bucket is not None:
             wait = self._byte_bucket.reserve(nbytes)
@@ -226,6 +228,7 @@ class Engine:
     ) -> PutResult:
         url = str(dest)
         algorithm = self.config.checksum
+        await self._throttle(0)
         upload_id = await self.s3.create_multipart_upload(
             dest.bucket, dest.key, "CRC32C" if algorithm == "crc32c" else None, url
         )
@@ -251,6 +254,7 @@ class Engine:
                     entry["ChecksumCRC32C"] = hashing.b64(digest)
                 listed.append(entry)
             await self._check_unchanged(source)
+            await self._throttle(0)
             result = await self.s3.complete_multipart_upload(
                 dest.bucket, dest.key, upload_id, listed, url
             )
@@ -309,6 +313,7 @@ class Engine:
     async def download(self, source: S3Address, path: str) -> DownloadResult:
         url = str(source)
         started = time.perf_counter()
+        await self._throttle(0)
         info = await self.s3.head_object(source.bucket, source.key, url)
         plan = plan_download(info.size, self.config.part_size)
         fd, temp = await anyio.to_thread.run_sync(local.create_temp_beside, path, info.size)
@@ -366,6 +371,7 @@ class Engine:
         if composite is None or info.size == 0:
             return None
         url = str(source)
+        await self._throttle(0)
         first, parts = await self.s3.head_part(
             source.bucket, source.key, 1, version_id=info.version_id, url=url
         )
@@ -391,6 +397,7 @@ class Engine:
         sizes = [0] * parts
 
         async def size_of(number: int) -> None:
+            await self._throttle(0)
             async with self.limiter:
                 sizes[number - 1], _ = await self.s3.head_part(
                     source.bucket, source.key, number, version_id=info.version_id, url=url

@@ -36,7 +36,8 @@ class TransferConfig:
     """Cap on payload bytes per second across all transfers. Default None: no cap."""
 
     max_requests_per_second: float | None = None
-    """Cap on requests per second across all transfers. Default None: no cap."""
+    """Cap on requests per second across all transfers (every request but an abort, which is
+    cleanup). Default None: no cap."""
 
     checksum: ChecksumAlgorithm = "crc32c"
     """Per-part checksum the store verifies: ``"crc32c"`` (default, x-amz-checksum-crc32c),

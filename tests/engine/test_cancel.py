@@ -70,3 +70,16 @@ async def test_rate_limit_caps_bytes_per_second(bucket: Bucket, tmp_path: Path) 
         elapsed = time.monotonic() - start
     assert bucket.read("k") == data
     assert elapsed >= (len(data) - SMALL_PART) / rate * 0.95
+
+
+async def test_rate_limit_caps_requests_per_second(bucket: Bucket, tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    data = write_random(src, 6 * SMALL_PART)
+    rate = 4.0  # requests per second; the burst is one second's worth
+    config = with_config(bucket, max_requests_per_second=rate)
+    async with Transferer(config) as t:
+        start = time.monotonic()
+        await t.upload(src, bucket.url("k"))  # Create + 6 parts + Complete = 8 requests
+        elapsed = time.monotonic() - start
+    assert bucket.read("k") == data
+    assert elapsed >= (8 - rate) / rate * 0.95

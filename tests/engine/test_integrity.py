@@ -12,7 +12,7 @@ import pytest
 from crc32c import crc32c
 
 import asynctransfer
-from asynctransfer import IntegrityError
+from asynctransfer import IntegrityError, ProtocolViolationError
 
 from ..conftest import SMALL_PART, random_bytes, with_config, write_random
 
@@ -111,3 +111,33 @@ async def test_flipped_byte_in_a_range_is_caught(
     assert [e["fault"] for e in proxy_server.log() if e["fault"]] == ["corrupt_response"]
     assert dest.read_bytes() == b"precious"
     assert sorted(os.listdir(tmp_path)) == ["dest", "src"]
+
+
+@pytest.mark.parametrize(
+    ("rule", "match"),
+    [
+        (
+            {"action": "rewrite_header", "headers": {"Content-Range": "bytes 0-262143/9999999"}},
+            "Content-Range",
+        ),
+        ({"action": "ignore_range"}, "no Content-Range|asked for"),
+    ],
+    ids=["wrong-content-range", "range-ignored"],
+)
+async def test_range_answers_are_checked(
+    proxied_bucket: Bucket,
+    proxy_server: Proxy,
+    tmp_path: Path,
+    rule: dict[str, object],
+    match: str,
+) -> None:
+    """Reliability matrix rows 8 and 9: a 206 for another range, or a 200 with the whole object,
+    is a protocol error; nothing is written under the final name."""
+    bucket = proxied_bucket
+    data = random_bytes(4 * SMALL_PART, seed=8)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    proxy_server.set_rules([{"match": {"operation": "GetObject"}, "times": 1, **rule}])
+    dest = tmp_path / "dest"
+    with pytest.raises(ProtocolViolationError, match=match):
+        await asynctransfer.download(bucket.url("k"), dest, config=bucket.config)
+    assert os.listdir(tmp_path) == []
