@@ -114,6 +114,7 @@ class Transferer:
             self._state = _State.CLOSED
             raise
         self._engine = Engine(self._config, s3)
+        self._stack.callback(self._engine.close)
         return self
 
     async def __aexit__(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,9 @@ from ._core.checksums import (
     with_uniform_layout,
 )
 from ._core.plan import Part, Plan, PlanError, TooLargeError, plan_download, plan_upload
+from ._core.ranges import RangeMismatchError, check_content_range, range_header
 from ._core.ratelimit import TokenBucket
+from ._core.retry import full_jitter
 from ._errors import (
     IntegrityError,
     InvalidRequestError,
@@ -52,6 +55,8 @@ from ._errors import (
 )
 from ._io import hashing, local
 from ._io.base import SystemClock
+from ._io.rangeget import RangeClient, proxy_applies
+from ._io.s3 import error_document, remote_error
 from ._results import DownloadResult, UploadResult
 
 if TYPE_CHECKING:
@@ -124,6 +129,20 @@ class Engine:
         )
         self._bytes_sent = 0
         self._bytes_received = 0
+        self._rng = random.Random()
+        self._direct = (
+            None
+            if proxy_applies(s3.endpoint_url)
+            else RangeClient(
+                max_idle=config.max_concurrency,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
+            )
+        )
+
+    def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
 
     def statistics(self) -> EngineStatistics:
         return EngineStatistics(
@@ -425,47 +444,105 @@ class Engine:
         buf: bytearray,
         digest: hashing.InOrderDigest,
     ) -> None:
-        url = str(source)
         try:
             view = memoryview(buf)
             await self._throttle(part.length)
-            async with (
-                self.limiter,
-                self.s3.get_range(
-                    source.bucket,
-                    source.key,
-                    part.offset,
-                    part.length,
-                    total=info.size,
-                    etag=info.etag,
-                    version_id=info.version_id,
-                    url=url,
-                ) as stream,
-            ):
-                filled = 0
-                while True:
-                    # readchunk, not readany: readany joins the buffered chunks into a
-                    # new bytes object, a second copy before ours into the buffer.
-                    chunk, end_of_http_chunk = await stream.readchunk()
-                    if not chunk:
-                        if end_of_http_chunk:
-                            continue
-                        break
-                    end = filled + len(chunk)
-                    if end > part.length:
-                        raise ProtocolViolationError(
-                            f"{url}: more than the {part.length} bytes asked for at {part.offset}",
-                            url=url,
-                        )
-                    view[filled:end] = chunk
-                    filled = end
-            if filled != part.length:
-                raise NetworkError(
-                    f"{url}: body ended after {filled} of {part.length} bytes at "
-                    f"offset {part.offset}",
-                    url=url,
-                )
+            fetch = self._fetch_direct if self._direct is not None else self._fetch_via_botocore
+            for attempt in range(1, self.config.max_attempts + 1):
+                try:
+                    await fetch(source, info, part, view)
+                    break
+                except TransferError as exc:
+                    if not exc.retryable or attempt == self.config.max_attempts:
+                        raise
+                    logger.info("%s: retrying range at %d: %s", source, part.offset, exc)
+                    await anyio.sleep(full_jitter(attempt, self._rng))
             await anyio.to_thread.run_sync(digest.write, part, view)
             self._bytes_received += part.length
         finally:
             self.pool.release(buf)
+
+    async def _fetch_direct(
+        self, source: S3Address, info: ObjectInfo, part: Part, view: memoryview
+    ) -> None:
+        """GetObject through the engine's own client: botocore presigns, the body lands in
+        ``view`` with no copy in Python (see ``_io/rangeget.py``)."""
+        assert self._direct is not None
+        url = str(source)
+        presigned = await self.s3.presign_get(source.bucket, source.key, info.version_id, url)
+        headers = [("If-Match", info.etag)]
+        ranged = not (part.offset == 0 and part.length == info.size)
+        if ranged:
+            headers.append(("Range", range_header(part.offset, part.length)))
+        async with self.limiter:
+            head, body = await self._direct.get_into(presigned, headers, view)
+        if not 200 <= head.status < 300:
+            code, message = error_document(body)
+            raise remote_error(
+                url,
+                status=head.status,
+                code=code,
+                message=message,
+                request_id=head.headers.get("x-amz-request-id"),
+            )
+        expected = 206 if ranged else 200
+        if head.status != expected:
+            raise ProtocolViolationError(
+                f"{url}: asked for bytes {part.offset}-{part.end - 1}, got HTTP {head.status} "
+                f"({'the server ignored Range' if head.status == 200 else head.reason})",
+                url=url,
+            )
+        if ranged:
+            try:
+                check_content_range(
+                    head.headers.get("content-range"), part.offset, part.length, info.size
+                )
+            except RangeMismatchError as exc:
+                raise ProtocolViolationError(f"{url}: {exc}", url=url) from exc
+        if head.content_length != part.length:
+            raise ProtocolViolationError(
+                f"{url}: asked for {part.length} bytes at {part.offset}, "
+                f"Content-Length says {head.headers.get('content-length')}",
+                url=url,
+            )
+
+    async def _fetch_via_botocore(
+        self, source: S3Address, info: ObjectInfo, part: Part, view: memoryview
+    ) -> None:
+        """GetObject through aiobotocore/aiohttp: the path when a proxy is configured."""
+        url = str(source)
+        async with (
+            self.limiter,
+            self.s3.get_range(
+                source.bucket,
+                source.key,
+                part.offset,
+                part.length,
+                total=info.size,
+                etag=info.etag,
+                version_id=info.version_id,
+                url=url,
+            ) as stream,
+        ):
+            filled = 0
+            while True:
+                # readchunk, not readany: readany joins the buffered chunks into a new bytes
+                # object, a second copy before ours into the buffer.
+                chunk, end_of_http_chunk = await stream.readchunk()
+                if not chunk:
+                    if end_of_http_chunk:
+                        continue
+                    break
+                end = filled + len(chunk)
+                if end > part.length:
+                    raise ProtocolViolationError(
+                        f"{url}: more than the {part.length} bytes asked for at {part.offset}",
+                        url=url,
+                    )
+                view[filled:end] = chunk
+                filled = end
+        if filled != part.length:
+            raise NetworkError(
+                f"{url}: body ended after {filled} of {part.length} bytes at offset {part.offset}",
+                url=url,
+            )

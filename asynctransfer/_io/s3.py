@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,10 +103,35 @@ CHECKSUM_FIELDS = ("CRC32C", "CRC32", "SHA256", "SHA1", "CRC64NVME")
 def _client_error(exc: bexc.ClientError, url: str) -> TransferError:
     error = exc.response.get("Error", {})
     meta = exc.response.get("ResponseMetadata", {})
-    code = str(error.get("Code", ""))
-    status = meta.get("HTTPStatusCode")
-    request_id = meta.get("RequestId")
-    message = error.get("Message") or code or f"HTTP {status}"
+    return remote_error(
+        url,
+        status=meta.get("HTTPStatusCode"),
+        code=str(error.get("Code", "")),
+        message=error.get("Message"),
+        request_id=meta.get("RequestId"),
+    )
+
+
+def error_document(body: bytes) -> tuple[str, str | None]:
+    """(Code, Message) of an S3 XML error body; empty when it is not one."""
+    code = re.search(rb"<Code>([^<]*)</Code>", body)
+    message = re.search(rb"<Message>([^<]*)</Message>", body)
+    return (
+        code.group(1).decode("utf-8", "replace") if code else "",
+        message.group(1).decode("utf-8", "replace") if message else None,
+    )
+
+
+def remote_error(
+    url: str,
+    *,
+    status: int | None,
+    code: str,
+    message: str | None,
+    request_id: str | None = None,
+) -> TransferError:
+    """The typed error for an S3 error answer."""
+    message = message or code or f"HTTP {status}"
     kwargs: dict[str, Any] = {"url": url, "status": status, "code": code, "request_id": request_id}
     text = f"{url}: {message} ({code or status})"
     if code in _NOT_FOUND or status == 404:
@@ -344,6 +370,23 @@ class S3Driver:
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str, url: str) -> None:
         with map_errors(url):
             await self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    async def presign_get(
+        self, bucket: str, key: str, version_id: str | None, url: str, expires: int = 3600
+    ) -> str:
+        """A presigned GetObject URL: botocore signs, the engine's own client fetches."""
+        params = {"Bucket": bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        with map_errors(url):
+            presigned: str = await self._client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires
+            )
+        return presigned
+
+    @property
+    def endpoint_url(self) -> str:
+        return str(self._client.meta.endpoint_url)
 
     @contextlib.asynccontextmanager
     async def get_range(
