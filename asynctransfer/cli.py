@@ -70,7 +70,43 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the result as one JSON object on stdout"
     )
     cp.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+    serve = commands.add_parser(
+        "serve",
+        help="run a local S3-compatible endpoint",
+        description="Serve buckets stored as files under --root over the S3 API (path-style), "
+        "until SIGINT or SIGTERM. Prints 'listening on http://HOST:PORT' on stdout when ready.",
+    )
+    serve.add_argument("--root", required=True, help="directory of buckets, objects and uploads")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9000, help="TCP port; 0: a free one")
+    serve.add_argument("--access-key", help="require SigV4 signatures by this access key...")
+    serve.add_argument("--secret-key", help="...and this secret key (default: accept any)")
+    serve.add_argument(
+        "--min-part-size", type=_size, help="smallest multipart part but the last (default 5MiB)"
+    )
+    serve.add_argument(
+        "--max-body", type=_size, help="largest PutObject / UploadPart body (default 5GiB)"
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .servers.s3 import serve_command
+
+    if (args.access_key is None) != (args.secret_key is None):
+        sys.stderr.write("asynctransfer serve: --access-key and --secret-key go together\n")
+        return 2
+    options = {"min_part_size": args.min_part_size, "max_body": args.max_body}
+    return serve_command(
+        args.root,
+        host=args.host,
+        port=args.port,
+        access_key=args.access_key,
+        secret_key=args.secret_key,
+        verbose=args.verbose,
+        **{name: value for name, value in options.items() if value is not None},
+    )
 
 
 def _config(args: argparse.Namespace) -> TransferConfig:
@@ -153,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="asynctransfer: %(levelname)s: %(message)s",
     )
     try:
+        if args.command == "serve":
+            return serve(args)
         return cp(args)
     except TransferError as exc:
         sys.stderr.write(f"asynctransfer: error: {exc}\n")

@@ -7,9 +7,13 @@ Two halves talk through one JSON line on the child's stdout:
   transfer, then ``probe.emit(...)`` prints the line: wall seconds and user+sys CPU seconds of
   the transfer (``getrusage(RUSAGE_SELF)`` deltas: all threads of the process), the baseline RSS
   and the peak RSS (``VmHWM``).
-* In the parent, :func:`run_child` starts ``python -m MODULE ARGS...``, waits for it with a
-  timeout through ``os.wait4`` and adds the child's whole-process CPU seconds (start-up and
-  imports included) and ``ru_maxrss`` from that rusage.
+* In the parent, :func:`run_child` starts ``python -m MODULE ARGS...`` (this interpreter, or
+  another one: ``python=``), waits for it with a timeout through ``os.wait4`` and adds the
+  child's whole-process CPU seconds (start-up and imports included) and ``ru_maxrss`` from that
+  rusage.
+
+This module uses the standard library only: children that run under another interpreter (the
+peers' virtualenv of ``benchmarks.harness``) import it too.
 
 Why the peak RSS is ``VmHWM`` and not ``ru_maxrss``: on Linux, ``exec`` folds the RSS of the
 address space it replaces into the new program's ``ru_maxrss``. ``subprocess`` starts children
@@ -21,6 +25,7 @@ space only. ``ru_maxrss`` is kept in the record as ``maxrss_wait4_mib`` for refe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -31,12 +36,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "MARKER",
     "REPO_ROOT",
     "ChildFailedError",
+    "ChildTimeoutError",
     "Measurement",
     "Probe",
     "proc_status_mib",
@@ -90,6 +99,18 @@ class Probe:
         """Call right after the transfer returns."""
         self._t1 = time.perf_counter()
         self._ru1 = resource.getrusage(resource.RUSAGE_SELF)
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """``start()`` on entry, ``stop()`` on a normal exit: ``with probe.timed(): transfer()``."""
+        self.start()
+        yield
+        self.stop()
+
+    @property
+    def done(self) -> bool:
+        """True once both ``start()`` and ``stop()`` ran."""
+        return self._t0 is not None and self._t1 is not None
 
     def record(self, **extra: Any) -> dict[str, Any]:
         if self._t0 is None or self._t1 is None or self._ru0 is None or self._ru1 is None:
@@ -153,6 +174,10 @@ class ChildFailedError(RuntimeError):
     """The child exited non-zero, timed out, or printed no record."""
 
 
+class ChildTimeoutError(ChildFailedError):
+    """The child ran past its timeout and was killed."""
+
+
 def _tail(path: str, limit: int = 4000) -> str:
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
@@ -187,8 +212,12 @@ def run_child(
     size: int,
     timeout: float,
     env: dict[str, str] | None = None,
+    python: str | None = None,
 ) -> Measurement:
     """Run ``python -m module *args`` (from the repository root) and measure it.
+
+    ``python`` is the interpreter (default: this one, ``sys.executable``); the repository root
+    goes first on the child's ``PYTHONPATH`` so that it finds ``benchmarks`` whatever it is.
 
     The child must end with ``Probe.emit()``. Raises :class:`ChildFailedError` with the tail of
     its stderr when it fails, times out (it is killed) or reports nothing.
@@ -203,7 +232,7 @@ def run_child(
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             started = time.perf_counter()
             process = subprocess.Popen(
-                [sys.executable, "-m", module, *args],
+                [python or sys.executable, "-m", module, *args],
                 cwd=REPO_ROOT,
                 env=child_env,
                 stdin=subprocess.DEVNULL,
@@ -216,7 +245,7 @@ def run_child(
             process.returncode = os.waitstatus_to_exitcode(status)
         what = f"{client} {direction}"
         if timed_out:
-            raise ChildFailedError(
+            raise ChildTimeoutError(
                 f"{what}: killed after {timeout:.0f} s\n--- stderr tail ---\n{_tail(err_path)}"
             )
         if process.returncode != 0:

@@ -1,0 +1,25 @@
+"""``python -m benchmarks s3 [options]``: the benchmark harness (see benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import sys
+
+_USAGE = """usage: python -m benchmarks s3 [--size 1GiB] [--repeat 3] [--quick] [--server local|moto] ...
+
+commands:
+  s3    asynctransfer vs boto3, aioboto3, obstore, s3fs on a local S3 endpoint
+        (python -m benchmarks s3 --help for its options)
+"""
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["s3"]:
+        from benchmarks.harness import main as s3
+
+        return s3(argv[1:])
+    sys.stderr.write(_USAGE)
+    return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
