@@ -170,6 +170,7 @@ class InOrderDigest:
 
     def write(self, part: Part, data: memoryview) -> None:
         local.pwrite_all(self._fd, data, part.offset, self._path)
+        local.start_writeback(self._fd, part.offset, part.length)
         with self._lock:
             if part.number != self._next:
                 self._early.add(part.number)

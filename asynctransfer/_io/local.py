@@ -91,6 +91,20 @@ def pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
             done += os.pwrite(fd, data[done:], offset + done)
 
 
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range to disk now, without waiting.
+
+    The download is fsync'ed before it is renamed into place; here that fsync alone costs
+    ~1 s per GiB when all the writeback is left for it. Starting writeback of each range as it
+    is written overlaps that work with the transfer. POSIX_FADV_DONTNEED is the portable way
+    (Python has no sync_file_range): it starts writeback of the dirty pages and drops only
+    pages already clean, so the freshly written data mostly stays cached.
+    """
+    if hasattr(os, "posix_fadvise"):
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
 def create_temp_beside(dest: str, size: int) -> tuple[int, str]:
     """A uniquely named file in dest's directory, with ``size`` bytes reserved.
 
