@@ -40,7 +40,19 @@ __all__ = [
     "local_s3",
     "local_s3_process",
     "moto_server",
+    "stop_process",
 ]
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a child this process started: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def free_port() -> int:
@@ -100,12 +112,7 @@ def moto_server(
     try:
         yield MotoServer(url, process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @dataclass(frozen=True)
@@ -202,12 +209,7 @@ def local_s3_process(
         try:
             yield LocalS3Process(url, process.pid, Path(root))
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _announced_url(process: subprocess.Popen[bytes], timeout: float) -> str:

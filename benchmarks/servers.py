@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import xxhash
 
+from asynctransfer.testing import stop_process
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -121,16 +123,6 @@ def local_server_available() -> bool:
     return done.returncode == 0
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @contextlib.contextmanager
 def _local(root: str, min_part_size: int, log_path: str, timeout: float) -> Iterator[Server]:
     command = [sys.executable, "-m", "asynctransfer", "serve", "--root", root, "--port", "0"]
@@ -170,7 +162,7 @@ def _local(root: str, min_part_size: int, log_path: str, timeout: float) -> Iter
             root=root,
         )
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextlib.contextmanager

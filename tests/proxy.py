@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 import pytest
 
 from asynctransfer import TransferConfig
-from asynctransfer.testing import free_port
+from asynctransfer.testing import free_port, stop_process
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -107,16 +107,6 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float) -> b
     return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def fault_proxy(upstream_url: str, *, timeout: float = 30.0) -> Iterator[Proxy]:
     """Run the proxy in front of ``upstream_url`` in a child process; stop it on exit."""
@@ -139,7 +129,7 @@ def fault_proxy(upstream_url: str, *, timeout: float = 30.0) -> Iterator[Proxy]:
             if _wait_ready(process, url, timeout):
                 break
             # Lost the race for the port, or too slow: try again on another one.
-            _stop(process)
+            stop_process(process)
         else:
             stderr.seek(0)
             raise ProxyError(
@@ -149,7 +139,7 @@ def fault_proxy(upstream_url: str, *, timeout: float = 30.0) -> Iterator[Proxy]:
         try:
             yield Proxy(url, process.pid, upstream_url, stderr)
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 # ----------------------------------------------------------------------------- fixtures
