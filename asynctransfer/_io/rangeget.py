@@ -13,6 +13,7 @@ guessed at.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import urllib.parse
 import urllib.request
@@ -181,7 +182,11 @@ class RangeClient:
         ssl_context = None
         if scheme == "https":
             if self._ssl is None:
-                self._ssl = ssl.create_default_context()
+                # The same trust as botocore's requests: AWS_CA_BUNDLE when set (a private CA
+                # for MinIO, Ceph...), else the system's.
+                self._ssl = ssl.create_default_context(
+                    cafile=os.environ.get("AWS_CA_BUNDLE") or None
+                )
             ssl_context = self._ssl
         try:
             _, protocol = await asyncio.wait_for(
