@@ -28,6 +28,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+async def _cancel_the_rest() -> None:
+    rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+
+
 @contextlib.contextmanager
 def threaded_s3(root: Path, **options: Any) -> Iterator[str]:
     """The S3 app on a free port, served from a thread with its own loop; yields its URL."""
@@ -50,6 +57,9 @@ def threaded_s3(root: Path, **options: Any) -> Iterator[str]:
             errors.append(exc)
             started.set()
         finally:
+            # Like asyncio.run: cancel what is left (an idle keep-alive connection's handler)
+            # before closing, so no task is destroyed while pending.
+            loop.run_until_complete(_cancel_the_rest())
             loop.close()
 
     thread = threading.Thread(target=thread_main, name="s3-test-server", daemon=True)
