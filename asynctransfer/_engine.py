@@ -193,7 +193,6 @@ class Engine:
                 put, parts = await self._upload_multipart(source, dest, plan, whole), len(plan)
             else:
                 put, parts = await self._upload_single(source, dest, whole), 1
-            await self._check_unchanged(source)
         finally:
             local.close_fd(source.fd)
         return UploadResult(
@@ -224,6 +223,7 @@ class Engine:
         buf = await self.pool.acquire(source.size)
         try:
             digest = await anyio.to_thread.run_sync(_read_part, source, buf, 0, algorithm, whole)
+            await self._check_unchanged(source)
             await self._throttle(len(buf))
             async with self.limiter:
                 put = await self.s3.put_object(
@@ -264,10 +264,12 @@ class Engine:
                         self.pool.release(buf)
                         raise
                     tg.start_soon(self._send_part, dest, upload_id, part, buf, digest, sent)
-            digests = [sent[n][1] for n in range(1, len(plan) + 1)]
+            digests: list[bytes] = []
             listed: list[dict[str, Any]] = []
             for number in range(1, len(plan) + 1):
                 put, digest = sent[number]
+                if digest is not None:
+                    digests.append(digest)
                 entry: dict[str, Any] = {"PartNumber": number, "ETag": put.etag}
                 if algorithm == "crc32c" and digest is not None:
                     entry["ChecksumCRC32C"] = hashing.b64(digest)
@@ -282,7 +284,7 @@ class Engine:
             raise
         if algorithm == "crc32c":
             theirs = result.checksums.get("CRC32C")
-            ours = hashing.composite_crc32c([d for d in digests if d is not None])
+            ours = hashing.composite_crc32c(digests)
             if theirs is not None and "-" in theirs and theirs != ours:
                 raise IntegrityError(
                     f"{url}: the store's composite CRC32C {theirs} differs from ours {ours}",

@@ -300,16 +300,6 @@ class S3Driver:
             pass
         return f"{url}: no such key {key!r} in bucket {bucket!r}"
 
-    async def check_bucket(self, bucket: str, url: str) -> None:
-        """Fail fast, before reading any data, when the bucket is missing or forbidden."""
-        try:
-            with map_errors(url):
-                await self._client.head_bucket(Bucket=bucket)
-        except NotFoundError as exc:
-            raise NotFoundError(
-                f"{url}: no such bucket {bucket!r}", url=url, status=exc.status, code=exc.code
-            ) from exc
-
     async def put_object(
         self, bucket: str, key: str, body: bytearray, checksum: dict[str, str], url: str
     ) -> PutResult:
