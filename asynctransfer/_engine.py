@@ -67,6 +67,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asynctransfer")
 
 _ABORT_TIMEOUT = 30.0
+_PRESIGNED_REUSE = 300.0  # seconds; the URLs themselves are valid for an hour
+_PRESIGNED_CACHE = 1024
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class Engine:
         self._bytes_sent = 0
         self._bytes_received = 0
         self._rng = random.Random()
+        self._presigned: dict[tuple[str, str, str | None], tuple[str, float]] = {}
         self._direct = (
             None
             if proxy_applies(s3.endpoint_url)
@@ -464,6 +467,21 @@ class Engine:
         finally:
             self.pool.release(buf)
 
+    async def _presigned_get(self, source: S3Address, info: ObjectInfo) -> str:
+        """A presigned GetObject URL, reused for a few minutes: signing costs ~0.8 ms of loop
+        time, once per range otherwise. The reuse window stays well inside the URL's validity
+        and short enough for temporary credentials that are about to be refreshed."""
+        cache_key = (source.bucket, source.key, info.version_id)
+        now = time.monotonic()
+        hit = self._presigned.get(cache_key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        url = await self.s3.presign_get(source.bucket, source.key, info.version_id, str(source))
+        if len(self._presigned) >= _PRESIGNED_CACHE:
+            self._presigned.clear()
+        self._presigned[cache_key] = (url, now + _PRESIGNED_REUSE)
+        return url
+
     async def _fetch_direct(
         self, source: S3Address, info: ObjectInfo, part: Part, view: memoryview
     ) -> None:
@@ -471,7 +489,7 @@ class Engine:
         ``view`` with no copy in Python (see ``_io/rangeget.py``)."""
         assert self._direct is not None
         url = str(source)
-        presigned = await self.s3.presign_get(source.bucket, source.key, info.version_id, url)
+        presigned = await self._presigned_get(source, info)
         headers = [("If-Match", info.etag)]
         ranged = not (part.offset == 0 and part.length == info.size)
         if ranged:
