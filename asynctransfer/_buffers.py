@@ -4,14 +4,21 @@ Every part in flight holds one buffer; a transfer that would exceed the budget w
 buffer to come back. Buffers are reused, not allocated per part: a fresh multi-MiB allocation
 costs a page-faulting memset (~2 GB/s here), while refilling an existing one runs at memcpy
 speed (~19 GB/s). ``release`` is synchronous so it is safe in ``finally`` under cancellation.
+
+Two kinds share the budget: ``bytearray`` for uploads (botocore accepts no other mutable body)
+and page-aligned anonymous ``mmap`` for downloads, which O_DIRECT writes need.
 """
 
 from __future__ import annotations
 
+import mmap
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import anyio
+
+Buffer = bytearray | mmap.mmap
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class BufferPool:
         self._budget = budget
         self._in_use = 0
         self._allocated = 0
-        self._free: dict[int, list[bytearray]] = {}
+        self._free: dict[tuple[int, bool], list[Buffer]] = {}
         self._waiters: deque[_Waiter] = deque()
 
     def _fits(self, size: int) -> bool:
@@ -42,8 +49,13 @@ class BufferPool:
         # grown by the planner for a huge object cannot deadlock the pool.
         return self._in_use == 0 or self._in_use + size <= self._budget
 
-    async def acquire(self, size: int) -> bytearray:
-        """A buffer of exactly ``size`` bytes (contents undefined); waits for budget, FIFO."""
+    @overload
+    async def acquire(self, size: int, *, aligned: Literal[False] = False) -> bytearray: ...
+    @overload
+    async def acquire(self, size: int, *, aligned: Literal[True]) -> mmap.mmap: ...
+    async def acquire(self, size: int, *, aligned: bool = False) -> Buffer:
+        """A buffer of exactly ``size`` bytes (contents undefined), page-aligned if ``aligned``;
+        waits for budget, FIFO."""
         if self._waiters or not self._fits(size):
             waiter = _Waiter()
             self._waiters.append(waiter)
@@ -60,25 +72,25 @@ class BufferPool:
             self._wake_first()  # the next in line may fit as well
         else:
             self._in_use += size
-        return self._take(size)
+        return self._take(size, aligned)
 
-    def _take(self, size: int) -> bytearray:
-        free = self._free.get(size)
+    def _take(self, size: int, aligned: bool) -> Buffer:
+        free = self._free.get((size, aligned))
         if free:
             return free.pop()
         # Make room: drop idle buffers of other sizes so allocated memory stays in budget.
         for other in list(self._free):
             while self._free[other] and self._allocated + size > self._budget:
                 self._free[other].pop()
-                self._allocated -= other
+                self._allocated -= other[0]
         self._allocated += size
-        return bytearray(size)
+        return mmap.mmap(-1, size) if aligned and size else bytearray(size)
 
-    def release(self, buf: bytearray) -> None:
+    def release(self, buf: Buffer) -> None:
         size = len(buf)
         self._in_use -= size
         if self._allocated <= self._budget:
-            self._free.setdefault(size, []).append(buf)
+            self._free.setdefault((size, isinstance(buf, mmap.mmap)), []).append(buf)
         else:
             self._allocated -= size
         self._wake_first()

@@ -12,9 +12,10 @@ parts N, N-1, ... are on the wire, and at most ``memory_budget / part_size`` par
 
 Download: HeadObject pins the version (ETag, VersionId). Each range is fetched into a pooled
 buffer with If-Match, its Content-Range checked, then written with ``pwrite`` at its offset in a
-unique temporary file beside the destination, in a worker thread that also feeds the whole-file
-digests in order (from the buffer when the range is next, else later from the file). Only when
-every range is in and the digests agree is the file fsync'ed and renamed over the destination.
+unique temporary file beside the destination (O_DIRECT for large files: no page-cache copy), in
+a worker thread. The range then waits, holding its buffer, for its turn to feed the whole-file
+digests in plan order, so no byte is read back. Only when every range is in and the digests
+agree is the file fsync'ed and renamed over the destination.
 
 Failure: every task runs in a task group; the first error cancels the rest. An upload's
 multipart upload is aborted and a download's temporary file removed, shielded from
@@ -23,6 +24,7 @@ cancellation, before the error propagates.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from ._buffers import BufferPool, BufferPoolStatistics
+from ._buffers import Buffer, BufferPool, BufferPoolStatistics
 from ._core.checksums import (
     UniformComposite,
     composite_checksum,
@@ -58,6 +60,7 @@ from ._io.base import SystemClock
 from ._io.rangeget import RangeClient, proxy_applies
 from ._io.s3 import error_document, remote_error
 from ._results import DownloadResult, UploadResult
+from ._turns import Turns
 
 if TYPE_CHECKING:
     from ._core.urls import S3Address
@@ -69,6 +72,32 @@ logger = logging.getLogger("asynctransfer")
 _ABORT_TIMEOUT = 30.0
 _PRESIGNED_REUSE = 300.0  # seconds; the URLs themselves are valid for an hour
 _PRESIGNED_CACHE = 1024
+_DIRECT_MIN_SIZE = 64 * 1024 * 1024
+"""Smaller downloads go through the page cache: O_DIRECT saves little there, and a small file
+is more likely to be read right away."""
+
+
+@dataclass
+class _RangeSink:
+    """Where a download's ranges go: written at their offsets in any order (in worker threads),
+    then digested in plan order."""
+
+    fd: int
+    path: str
+    direct: bool
+    turns: Turns
+    hashers: list[hashing.Hasher]
+
+    def write(self, part: Part, data: memoryview) -> None:
+        if self.direct:
+            local.pwrite_direct(self.fd, data, part.offset, part.length, self.path)
+        else:
+            local.pwrite_all(self.fd, data[: part.length], part.offset, self.path)
+            local.start_writeback(self.fd, part.offset, part.length)
+
+    def digest(self, data: memoryview) -> None:
+        for hasher in self.hashers:
+            hasher.update(data)
 
 
 @dataclass(frozen=True)
@@ -341,6 +370,12 @@ class Engine:
         info = await self.s3.head_object(source.bucket, source.key, url)
         plan = plan_download(info.size, self.config.part_size)
         fd, temp = await anyio.to_thread.run_sync(local.create_temp_beside, path, info.size)
+        direct = (
+            self.config.direct_io
+            and info.size >= _DIRECT_MIN_SIZE
+            and plan.part_size % local.DIRECT_ALIGN == 0
+            and await anyio.to_thread.run_sync(local.try_direct, fd)
+        )
         try:
             expected = full_object_checksums(info.checksums, info.checksum_type, info.etag)
             hashers: dict[str, hashing.Hasher] = {"xxh3": hashing.new_hasher("xxh3")}
@@ -350,12 +385,20 @@ class Engine:
                 hashers["composite"] = hashing.PartwiseHasher(
                     composite.name.lower(), composite.part_size
                 )
-            digest = hashing.InOrderDigest(plan, list(hashers.values()), fd, temp)
+            sink = _RangeSink(fd, temp, direct, Turns(len(plan)), list(hashers.values()))
             async with anyio.create_task_group() as fetches:
                 for part in plan:
-                    buf = await self.pool.acquire(part.length)
-                    fetches.start_soon(self._fetch_part, source, info, part, buf, digest)
-            digest.check_complete()
+                    if direct:
+                        buf: Buffer = await self.pool.acquire(
+                            local.direct_length(part.length), aligned=True
+                        )
+                    else:
+                        buf = await self.pool.acquire(part.length)
+                    fetches.start_soon(self._fetch_part, source, info, part, buf, sink)
+            if not sink.turns.complete:
+                raise RuntimeError(f"{temp}: internal error: not every range was hashed")
+            if direct:
+                await anyio.to_thread.run_sync(local.finish_direct, fd, info.size, temp)
             for name, value in expected.items():
                 actual = hashing.b64(hashers[name].digest())
                 if actual != value:
@@ -368,7 +411,9 @@ class Engine:
                     source, info, composite, hashers["composite"], fd, temp
                 )
                 expected = {composite.name: str(composite)}
-            await anyio.to_thread.run_sync(local.publish, fd, temp, path)
+            await anyio.to_thread.run_sync(
+                functools.partial(local.publish, fd, temp, path, durable=self.config.durable)
+            )
         except BaseException:
             local.discard(fd, temp)
             raise
@@ -446,8 +491,8 @@ class Engine:
         source: S3Address,
         info: ObjectInfo,
         part: Part,
-        buf: bytearray,
-        digest: hashing.InOrderDigest,
+        buf: Buffer,
+        sink: _RangeSink,
     ) -> None:
         try:
             view = memoryview(buf)
@@ -455,15 +500,18 @@ class Engine:
             fetch = self._fetch_direct if self._direct is not None else self._fetch_via_botocore
             for attempt in range(1, self.config.max_attempts + 1):
                 try:
-                    await fetch(source, info, part, view)
+                    await fetch(source, info, part, view[: part.length])
                     break
                 except TransferError as exc:
                     if not exc.retryable or attempt == self.config.max_attempts:
                         raise
                     logger.info("%s: retrying range at %d: %s", source, part.offset, exc)
                     await anyio.sleep(full_jitter(attempt, self._rng))
-            await anyio.to_thread.run_sync(digest.write, part, view)
+            await anyio.to_thread.run_sync(sink.write, part, view)
             self._bytes_received += part.length
+            await sink.turns.wait(part.number)
+            await anyio.to_thread.run_sync(sink.digest, view[: part.length])
+            sink.turns.done(part.number)
         finally:
             self.pool.release(buf)
 

@@ -67,6 +67,21 @@ def _parser() -> argparse.ArgumentParser:
         "--checksum", choices=["crc32c", "md5", "none"], help="per-part checksum (default crc32c)"
     )
     cp.add_argument(
+        "--no-fsync",
+        dest="durable",
+        action="store_false",
+        default=None,
+        help="download: skip the fsync before the rename (faster; a crash may leave a partial "
+        "file under the final name)",
+    )
+    cp.add_argument(
+        "--no-direct-io",
+        dest="direct_io",
+        action="store_false",
+        default=None,
+        help="download: write through the page cache instead of O_DIRECT",
+    )
+    cp.add_argument(
         "--json", action="store_true", help="print the result as one JSON object on stdout"
     )
     cp.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
@@ -118,6 +133,8 @@ def _config(args: argparse.Namespace) -> TransferConfig:
         "max_memory": args.max_memory,
         "max_bytes_per_second": args.rate_limit,
         "checksum": args.checksum,
+        "durable": args.durable,
+        "direct_io": args.direct_io,
     }
     return TransferConfig(**{k: v for k, v in fields.items() if v is not None})
 

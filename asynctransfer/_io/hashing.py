@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import zlib
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import xxhash
 from crc32c import crc32c as _crc32c
 
-from . import local
+try:
+    # ISA-L's CRC32 runs at ~12 GB/s here against zlib's ~3.6 (measured on 64 MiB), and
+    # current AWS SDKs give multipart objects a full-object CRC32 that every download verifies.
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # no wheel for this platform
+    _crc32 = zlib.crc32
 
-if TYPE_CHECKING:
-    from .._core.plan import Part, Plan
+from . import local
 
 _CHUNK = 1024 * 1024
 
@@ -49,7 +52,7 @@ class Crc32:
         self._value = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._value = zlib.crc32(data, self._value)
+        self._value = _crc32(data, self._value)
 
     def digest(self) -> bytes:
         return self._value.to_bytes(4, "big")
@@ -148,46 +151,3 @@ def partwise_file_digest(fd: int, sizes: list[int], name: str, path: str) -> byt
         digests.append(hasher.digest())
         offset += size
     return composite_digest(name, digests)
-
-
-class InOrderDigest:
-    """Writes ranges that complete in any order, and digests the file's bytes in order.
-
-    Runs in worker threads. A range that arrives next in order is hashed from its buffer, so in
-    the common case every byte is hashed once, from memory; one that arrives early is hashed
-    later from the file (page cache), when the ranges before it are in.
-    """
-
-    def __init__(self, plan: Plan, hashers: list[Hasher], fd: int, path: str) -> None:
-        self._plan = plan
-        self._hashers = hashers
-        self._fd = fd
-        self._path = path
-        self._lock = threading.Lock()
-        self._next = 1
-        self._early: set[int] = set()
-        self._buf: bytearray | None = None
-
-    def write(self, part: Part, data: memoryview) -> None:
-        local.pwrite_all(self._fd, data, part.offset, self._path)
-        local.start_writeback(self._fd, part.offset, part.length)
-        with self._lock:
-            if part.number != self._next:
-                self._early.add(part.number)
-                return
-            for hasher in self._hashers:
-                hasher.update(data)
-            self._next += 1
-            while self._next in self._early:
-                self._early.remove(self._next)
-                early = self._plan.part(self._next)
-                if self._buf is None:
-                    self._buf = bytearray(_CHUNK)
-                hash_file_range(
-                    self._fd, early.offset, early.end, self._hashers, self._buf, self._path
-                )
-                self._next += 1
-
-    def check_complete(self) -> None:
-        if self._next != len(self._plan) + 1:
-            raise RuntimeError(f"{self._path}: internal error: parts {self._early} unhashed")

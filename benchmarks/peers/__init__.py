@@ -87,6 +87,7 @@ class Contestant:
     """Whose versions to record."""
     call: str
     """What the timed region calls, for the report."""
+    directions: tuple[Direction, ...] = ("upload", "download")
 
 
 CONTESTANTS: dict[str, Contestant] = {
@@ -98,6 +99,15 @@ CONTESTANTS: dict[str, Contestant] = {
             "project",
             ("asynctransfer", "aiobotocore", "botocore", "aiohttp", "anyio", "uvloop"),
             "Transferer.upload / .download on uvloop",
+        ),
+        Contestant(
+            "asynctransfer-nofsync",
+            "benchmarks.peers.asynctransfer_",
+            "project",
+            ("asynctransfer",),
+            "the same with TransferConfig(durable=False): no fsync before the rename, like the "
+            "peers (downloads only; uploads are the same)",
+            ("download",),
         ),
         Contestant(
             "boto3",

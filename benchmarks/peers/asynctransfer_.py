@@ -4,6 +4,7 @@ Timed: the ``upload`` / ``download`` call only. Outside it: imports, ``TransferC
 entering ``Transferer`` (the aiohttp session and the aiobotocore client). A download writes a
 temporary file beside the destination and renames it over the destination once verified, so
 a preallocated destination does not help it (the rename drops the old file instead).
+As ``asynctransfer-nofsync`` it runs with ``durable=False``: no fsync, as the peers do.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def run(spec: Spec) -> dict[str, Any]:
         part_size=spec.part_size,
         max_concurrency=spec.concurrency,
         min_part_size=min(spec.min_part_size, spec.part_size),
+        durable=spec.contestant != "asynctransfer-nofsync",
     )
     url = f"s3://{spec.bucket}/{spec.key}"
 
