@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import urllib.parse
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Self
 
@@ -12,16 +13,18 @@ import anyio
 import anyio.to_thread
 
 from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
-from ._engine import Engine, EngineStatistics
+from ._download_url import UrlDownload
+from ._engine import DownloadOptions, Engine, EngineStatistics
 from ._errors import InvalidRequestError, TransferError
 from ._io.s3 import S3Driver
 from ._options import TransferConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from types import TracebackType
 
     from ._results import DownloadResult, UploadResult
+    from ._sinks import Writable
 
 StrPath = str | os.PathLike[str]
 
@@ -38,7 +41,8 @@ def _s3_address(url: str, role: str) -> S3Address:
         raise InvalidRequestError(f"{role} {url!r} is a local path; expected s3://bucket/key")
     if scheme != "s3":
         raise InvalidRequestError(
-            f"{role} {url!r}: unsupported URL scheme {scheme!r}; supported: s3://", url=url
+            f"{role} {url!r}: unsupported URL scheme {scheme!r}; supported: s3:// (and http(s):// to download)",
+            url=url,
         )
     try:
         return parse_s3_url(url)
@@ -54,6 +58,35 @@ def _local_path(path: StrPath, role: str) -> str:
             f"{role} {text!r} is a {scheme}:// URL; expected a local path", url=text
         )
     return text
+
+
+def _hex_digest(value: str | None, length: int, name: str) -> str | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if len(text) != length or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidRequestError(f"{name}: expected {length} hex digits, got {value!r}")
+    return text
+
+
+async def _destination(dest: StrPath | Writable, name: str, src: str) -> str | Writable:
+    """A stream as it is; a path, or a file named ``name`` in it if it is a directory."""
+    if not isinstance(dest, (str, os.PathLike)):
+        if not callable(getattr(dest, "write", None)):
+            raise InvalidRequestError(
+                f"download destination {dest!r}: expected a path or a binary stream with write()"
+            )
+        return dest
+    path = _local_path(dest, "download destination")
+    if await anyio.to_thread.run_sync(os.path.isdir, path):
+        if not name:
+            raise InvalidRequestError(
+                f"{src!r}: cannot name a file after it; give a file name, not the directory "
+                f"{path!r}",
+                url=src,
+            )
+        path = os.path.join(path, name)
+    return path
 
 
 @contextlib.contextmanager
@@ -115,6 +148,7 @@ class Transferer:
             raise
         self._engine = Engine(self._config, s3)
         self._stack.callback(self._engine.close)
+        self._stack.push_async_callback(self._engine.http.aclose)
         return self
 
     async def __aexit__(
@@ -142,22 +176,43 @@ class Transferer:
         with _one_error():
             return await engine.upload(path, address)
 
-    async def download(self, src: str, dest: StrPath) -> DownloadResult:
-        """Download ``src`` (``s3://bucket/key``) to the local path ``dest``.
+    async def download(
+        self,
+        src: str,
+        dest: StrPath | Writable,
+        *,
+        headers: Mapping[str, str] | None = None,
+        expected_sha256: str | None = None,
+        expected_xxh3: str | None = None,
+    ) -> DownloadResult:
+        """Download ``src`` (``s3://bucket/key``, or an ``http(s)://`` URL) to ``dest``.
 
-        If ``dest`` is a directory, the file is named after the key's last component. The file
-        appears under its name only once every byte is in and verified.
+        ``dest`` is a local path, or a writable binary stream (``sys.stdout.buffer``) that gets
+        the bytes in order. A file appears under its name only once every byte is in and
+        verified; if ``dest`` is a directory, the file is named after the key's or URL's last
+        component. ``headers`` go with every request of a URL download (not to another origin
+        that a redirect leads to). ``expected_sha256`` / ``expected_xxh3``: hex digests the
+        bytes must have, else IntegrityError and no file.
         """
+        scheme = scheme_of(src)
+        options = DownloadOptions(
+            headers=dict(headers or {}),
+            expected_sha256=_hex_digest(expected_sha256, 64, "expected_sha256"),
+            expected_xxh3=_hex_digest(expected_xxh3, 32, "expected_xxh3"),
+        )
+        if scheme in ("http", "https"):
+            name = urllib.parse.unquote(urllib.parse.urlsplit(src).path.rsplit("/", 1)[-1])
+            target = await _destination(dest, name, src)
+            engine = self._require_engine()
+            with _one_error():
+                return await UrlDownload(engine, engine.http, src, target, options).run()
+        if options.headers:
+            raise InvalidRequestError("headers= applies to http(s):// URLs only", url=src)
         address = _s3_address(src, "download source")
-        path = _local_path(dest, "download destination")
-        if await anyio.to_thread.run_sync(os.path.isdir, path):
-            name = address.key.rstrip("/").rsplit("/", 1)[-1]
-            if not name:
-                raise InvalidRequestError(f"{src!r}: cannot name a file after this key", url=src)
-            path = os.path.join(path, name)
+        target = await _destination(dest, address.key.rstrip("/").rsplit("/", 1)[-1], src)
         engine = self._require_engine()
         with _one_error():
-            return await engine.download(address, path)
+            return await engine.download(address, target, options)
 
     def statistics(self) -> EngineStatistics:
         """A snapshot of in-flight requests, buffer memory and bytes moved."""
@@ -178,9 +233,22 @@ async def upload(src: StrPath, dest: str, *, config: TransferConfig | None = Non
 
 
 async def download(
-    src: str, dest: StrPath, *, config: TransferConfig | None = None
+    src: str,
+    dest: StrPath | Writable,
+    *,
+    config: TransferConfig | None = None,
+    headers: Mapping[str, str] | None = None,
+    expected_sha256: str | None = None,
+    expected_xxh3: str | None = None,
 ) -> DownloadResult:
-    """Download ``src`` (``s3://bucket/key``) to ``dest`` in a one-off session, in parallel
-    ranges pinned to one object version."""
+    """Download ``src`` (``s3://bucket/key`` or an ``http(s)://`` URL) to ``dest`` (a path or
+    a binary stream) in a one-off session, in parallel ranges pinned to one version. See
+    :meth:`Transferer.download`."""
     async with Transferer(config) as transferer:
-        return await transferer.download(src, dest)
+        return await transferer.download(
+            src,
+            dest,
+            headers=headers,
+            expected_sha256=expected_sha256,
+            expected_xxh3=expected_xxh3,
+        )

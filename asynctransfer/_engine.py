@@ -29,7 +29,7 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,23 +51,34 @@ from ._errors import (
     InvalidRequestError,
     LocalFileError,
     NetworkError,
+    ObjectChangedError,
     ObjectTooLargeError,
+    PreconditionFailedError,
     ProtocolViolationError,
     TransferError,
 )
 from ._io import hashing, local
 from ._io.base import SystemClock
+from ._io.http import HttpDriver
 from ._io.rangeget import RangeClient, proxy_applies
 from ._io.s3 import error_document, remote_error
 from ._results import DownloadResult, UploadResult
+from ._sinks import FileSink, Sink, StreamSink, Writable
 from ._turns import Turns
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from typing import TypeAlias
+
     from ._core.urls import S3Address
     from ._io.s3 import ObjectInfo, PutResult, S3Driver
     from ._options import TransferConfig
 
 logger = logging.getLogger("asynctransfer")
+
+if TYPE_CHECKING:
+    RangeFetch: TypeAlias = Callable[[Part, memoryview], Awaitable[None]]
+    """Fetch bytes [part.offset, part.end) into the view (exactly part.length long)."""
 
 _ABORT_TIMEOUT = 30.0
 _PRESIGNED_REUSE = 300.0  # seconds; the URLs themselves are valid for an hour
@@ -77,27 +88,15 @@ _DIRECT_MIN_SIZE = 64 * 1024 * 1024
 is more likely to be read right away."""
 
 
-@dataclass
-class _RangeSink:
-    """Where a download's ranges go: written at their offsets in any order (in worker threads),
-    then digested in plan order."""
+@dataclass(frozen=True)
+class DownloadOptions:
+    """Per-download choices (the config holds what is shared by every transfer)."""
 
-    fd: int
-    path: str
-    direct: bool
-    turns: Turns
-    hashers: list[hashing.Hasher]
-
-    def write(self, part: Part, data: memoryview) -> None:
-        if self.direct:
-            local.pwrite_direct(self.fd, data, part.offset, part.length, self.path)
-        else:
-            local.pwrite_all(self.fd, data[: part.length], part.offset, self.path)
-            local.start_writeback(self.fd, part.offset, part.length)
-
-    def digest(self, data: memoryview) -> None:
-        for hasher in self.hashers:
-            hasher.update(data)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra request headers for URL downloads (Authorization, Cookie...)."""
+    expected_sha256: str | None = None
+    expected_xxh3: str | None = None
+    """Hex digests the downloaded bytes must have; else IntegrityError and no file."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +160,7 @@ class Engine:
         self._bytes_sent = 0
         self._bytes_received = 0
         self._rng = random.Random()
+        self.http = HttpDriver(config)
         self._presigned: dict[tuple[str, str, str | None], tuple[str, float]] = {}
         self._direct = (
             None
@@ -184,6 +184,17 @@ class Engine:
             bytes_sent=self._bytes_sent,
             bytes_received=self._bytes_received,
         )
+
+    @property
+    def range_client(self) -> RangeClient | None:
+        """The engine's own ranged-GET client; None when a proxy applies to the endpoint."""
+        return self._direct
+
+    def backoff(self, attempt: int) -> float:
+        return full_jitter(attempt, self._rng)
+
+    async def throttle(self, nbytes: int) -> None:
+        await self._throttle(nbytes)
 
     async def _throttle(self, nbytes: int) -> None:
         """Wait for one request and ``nbytes`` of payload under the rate caps. Every request
@@ -363,42 +374,26 @@ class Engine:
 
     # -------------------------------------------------------------- download
 
-    async def download(self, source: S3Address, path: str) -> DownloadResult:
+    async def download(
+        self, source: S3Address, dest: str | Writable, options: DownloadOptions
+    ) -> DownloadResult:
         url = str(source)
         started = time.perf_counter()
         await self._throttle(0)
         info = await self.s3.head_object(source.bucket, source.key, url)
         plan = plan_download(info.size, self.config.part_size)
-        fd, temp = await anyio.to_thread.run_sync(local.create_temp_beside, path, info.size)
-        direct = (
-            self.config.direct_io
-            and info.size >= _DIRECT_MIN_SIZE
-            and plan.part_size % local.DIRECT_ALIGN == 0
-            and await anyio.to_thread.run_sync(local.try_direct, fd)
-        )
+        expected = full_object_checksums(info.checksums, info.checksum_type, info.etag)
+        hashers = self.hashers(options, expected)
+        composite = None if expected else await self._composite_layout(source, info)
+        if composite is not None:
+            hashers["composite"] = hashing.PartwiseHasher(
+                composite.name.lower(), composite.part_size
+            )
+        sink = await self.open_sink(dest, info.size, plan, hashers)
         try:
-            expected = full_object_checksums(info.checksums, info.checksum_type, info.etag)
-            hashers: dict[str, hashing.Hasher] = {"xxh3": hashing.new_hasher("xxh3")}
-            hashers.update({name: hashing.new_hasher(name.lower()) for name in expected})
-            composite = None if expected else await self._composite_layout(source, info)
-            if composite is not None:
-                hashers["composite"] = hashing.PartwiseHasher(
-                    composite.name.lower(), composite.part_size
-                )
-            sink = _RangeSink(fd, temp, direct, Turns(len(plan)), list(hashers.values()))
-            async with anyio.create_task_group() as fetches:
-                for part in plan:
-                    if direct:
-                        buf: Buffer = await self.pool.acquire(
-                            local.direct_length(part.length), aligned=True
-                        )
-                    else:
-                        buf = await self.pool.acquire(part.length)
-                    fetches.start_soon(self._fetch_part, source, info, part, buf, sink)
-            if not sink.turns.complete:
-                raise RuntimeError(f"{temp}: internal error: not every range was hashed")
-            if direct:
-                await anyio.to_thread.run_sync(local.finish_direct, fd, info.size, temp)
+            await self.fetch_ranges(
+                url, plan, sink, functools.partial(self._fetch_s3_range, source, info)
+            )
             for name, value in expected.items():
                 actual = hashing.b64(hashers[name].digest())
                 if actual != value:
@@ -407,19 +402,16 @@ class Engine:
                         url=url,
                     )
             if composite is not None:
-                await self._verify_composite(
-                    source, info, composite, hashers["composite"], fd, temp
-                )
+                await self._verify_composite(source, info, composite, hashers["composite"], sink)
                 expected = {composite.name: str(composite)}
-            await anyio.to_thread.run_sync(
-                functools.partial(local.publish, fd, temp, path, durable=self.config.durable)
-            )
+            self.check_expected(url, hashers, options)
+            await anyio.to_thread.run_sync(sink.finish, info.size)
         except BaseException:
-            local.discard(fd, temp)
+            sink.discard()
             raise
         return DownloadResult(
             url=url,
-            path=path,
+            path=dest if isinstance(dest, str) else "-",
             size=info.size,
             seconds=time.perf_counter() - started,
             parts=len(plan),
@@ -428,6 +420,101 @@ class Engine:
             checksums=expected,
             xxh3_128=hashers["xxh3"].digest().hex(),
         )
+
+    # ------------------------------------------------ download: shared by S3 and URLs
+
+    @staticmethod
+    def hashers(options: DownloadOptions, names: Iterable[str] = ()) -> dict[str, hashing.Hasher]:
+        """xxh3-128 always; the store's whole-object checksums; the digests the user expects."""
+        hashers: dict[str, hashing.Hasher] = {"xxh3": hashing.new_hasher("xxh3")}
+        hashers.update({name: hashing.new_hasher(name.lower()) for name in names})
+        if options.expected_sha256 is not None:
+            hashers["expected-sha256"] = hashing.new_hasher("sha256")
+        return hashers
+
+    @staticmethod
+    def check_expected(
+        url: str, hashers: dict[str, hashing.Hasher], options: DownloadOptions
+    ) -> None:
+        checks = [("xxh3", "xxh3", options.expected_xxh3)]
+        checks.append(("expected-sha256", "sha256", options.expected_sha256))
+        for key, name, want in checks:
+            if want is None:
+                continue
+            got = hashers[key].digest().hex()
+            if got != want.lower():
+                raise IntegrityError(
+                    f"{url}: downloaded bytes have {name} {got}, expected {want.lower()}", url=url
+                )
+
+    async def open_sink(
+        self,
+        dest: str | Writable,
+        size: int | None,
+        plan: Plan,
+        hashers: dict[str, hashing.Hasher],
+        *,
+        direct: bool = True,
+    ) -> Sink:
+        sink: Sink
+        if isinstance(dest, str):
+            direct = (
+                direct
+                and self.config.direct_io
+                and size is not None
+                and size >= _DIRECT_MIN_SIZE
+                and plan.part_size % local.DIRECT_ALIGN == 0
+            )
+            sink = await anyio.to_thread.run_sync(
+                functools.partial(
+                    FileSink.create,
+                    dest,
+                    size,
+                    direct=direct,
+                    durable=self.config.durable,
+                    parts=len(plan),
+                )
+            )
+        else:
+            sink = StreamSink(dest, Turns(len(plan)))
+        sink.hashers = list(hashers.values())
+        return sink
+
+    async def fetch_ranges(
+        self,
+        url: str,
+        plan: Plan,
+        sink: Sink,
+        fetch: RangeFetch,
+        first: tuple[Part, Buffer] | None = None,
+    ) -> None:
+        """Every range of ``plan`` fetched into a pooled buffer, then into ``sink``. ``first``:
+        a range already received (a URL download's probe)."""
+        # A task cancelled before its first step never runs its try/finally: buffers handed
+        # to tasks that never started are given back here.
+        unstarted: dict[int, Buffer] = {}
+        try:
+            async with anyio.create_task_group() as fetches:
+                for part in plan:
+                    if first is not None and part.number == first[0].number:
+                        unstarted[part.number] = first[1]
+                        first = None
+                        fetches.start_soon(self._fetch_part, url, part, unstarted, sink, None)
+                        continue
+                    unstarted[part.number] = await self.acquire_for(sink.direct, part.length)
+                    fetches.start_soon(self._fetch_part, url, part, unstarted, sink, fetch)
+        finally:
+            if first is not None:
+                self.pool.release(first[1])
+            for buf in unstarted.values():
+                self.pool.release(buf)
+        if not sink.turns.complete:
+            raise RuntimeError(f"{url}: internal error: not every range went to the sink")
+
+    async def acquire_for(self, sink_direct: bool, length: int) -> Buffer:
+        if sink_direct:
+            return await self.pool.acquire(local.direct_length(length), aligned=True)
+        return await self.pool.acquire(length)
 
     async def _composite_layout(
         self, source: S3Address, info: ObjectInfo
@@ -455,12 +542,17 @@ class Engine:
         info: ObjectInfo,
         composite: UniformComposite,
         hasher: hashing.Hasher,
-        fd: int,
-        temp: str,
+        sink: Sink,
     ) -> None:
         url = str(source)
         if hashing.b64(hasher.digest()) == composite.value:
             return
+        if not isinstance(sink, FileSink):
+            raise IntegrityError(
+                f"{url}: the streamed bytes do not match the store's {composite.name} {composite} "
+                "(for parts of equal size; the object may have been uploaded in other sizes)",
+                url=url,
+            )
         # Maybe the parts were not uniform after all: learn the real sizes and check again.
         parts = composite.parts
         sizes = [0] * parts
@@ -477,7 +569,7 @@ class Engine:
                 tg.start_soon(size_of, number)
         if sum(sizes) == info.size and any(s != composite.part_size for s in sizes[:-1]):
             digest = await anyio.to_thread.run_sync(
-                hashing.partwise_file_digest, fd, sizes, composite.name.lower(), temp
+                hashing.partwise_file_digest, sink.fd, sizes, composite.name.lower(), sink.temp
             )
             if hashing.b64(digest) == composite.value:
                 return
@@ -488,32 +580,57 @@ class Engine:
 
     async def _fetch_part(
         self,
-        source: S3Address,
-        info: ObjectInfo,
+        url: str,
         part: Part,
-        buf: Buffer,
-        sink: _RangeSink,
+        unstarted: dict[int, Buffer],
+        sink: Sink,
+        fetch: RangeFetch | None,
     ) -> None:
+        """One range: fetched (``fetch`` None: already in its buffer), retried from the byte
+        where a broken body stopped, written, then handed to the sink in plan order."""
+        buf = unstarted.pop(part.number)
         try:
             view = memoryview(buf)
-            await self._throttle(part.length)
-            fetch = self._fetch_direct if self._direct is not None else self._fetch_via_botocore
-            for attempt in range(1, self.config.max_attempts + 1):
-                try:
-                    await fetch(source, info, part, view[: part.length])
-                    break
-                except TransferError as exc:
-                    if not exc.retryable or attempt == self.config.max_attempts:
-                        raise
-                    logger.info("%s: retrying range at %d: %s", source, part.offset, exc)
-                    await anyio.sleep(full_jitter(attempt, self._rng))
+            if fetch is not None:
+                await self._throttle(part.length)
+                done = 0
+                for attempt in range(1, self.config.max_attempts + 1):
+                    rest = Part(part.number, part.offset + done, part.length - done)
+                    try:
+                        await fetch(rest, view[done : part.length])
+                        break
+                    except TransferError as exc:
+                        if isinstance(exc, NetworkError):
+                            done += exc.received
+                        if not exc.retryable or attempt == self.config.max_attempts:
+                            raise
+                        logger.info("%s: retrying range at %d: %s", url, part.offset + done, exc)
+                        await anyio.sleep(full_jitter(attempt, self._rng))
             await anyio.to_thread.run_sync(sink.write, part, view)
             self._bytes_received += part.length
             await sink.turns.wait(part.number)
-            await anyio.to_thread.run_sync(sink.digest, view[: part.length])
+            await anyio.to_thread.run_sync(sink.in_order, view[: part.length])
             sink.turns.done(part.number)
         finally:
             self.pool.release(buf)
+
+    async def _fetch_s3_range(
+        self, source: S3Address, info: ObjectInfo, part: Part, view: memoryview
+    ) -> None:
+        try:
+            if self._direct is not None:
+                await self._fetch_direct(source, info, part, view)
+            else:
+                await self._fetch_via_botocore(source, info, part, view)
+        except PreconditionFailedError as exc:
+            raise ObjectChangedError(
+                f"{source}: the object changed during the download (its ETag is no longer "
+                f"{info.etag})",
+                url=str(source),
+                status=exc.status,
+                code=exc.code,
+                request_id=exc.request_id,
+            ) from exc
 
     async def _presigned_get(self, source: S3Address, info: ObjectInfo) -> str:
         """A presigned GetObject URL, reused for a few minutes: signing costs ~0.8 ms of loop
@@ -610,7 +727,9 @@ class Engine:
                 view[filled:end] = chunk
                 filled = end
         if filled != part.length:
-            raise NetworkError(
+            error = NetworkError(
                 f"{url}: body ended after {filled} of {part.length} bytes at offset {part.offset}",
                 url=url,
             )
+            error.received = filled
+            raise error

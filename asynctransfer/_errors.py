@@ -9,6 +9,7 @@ TransferError                       base; .url names the object or file concerne
 │   ├── NotFoundError                   404: NoSuchBucket, NoSuchKey, NoSuchUpload
 │   ├── AccessDeniedError               401/403, bad credentials; never retried
 │   ├── PreconditionFailedError         412: the object changed under us (If-Match)
+│   │   └── ObjectChangedError              the object or URL changed mid-download (ETag, If-Range)
 │   ├── SlowDownError                   503 SlowDown / 429; retryable
 │   └── ServerError                     other 5xx, or a 200 carrying an <Error> body; retryable
 ├── ProtocolViolationError           a response that contradicts the request (Content-Range, length)
@@ -29,6 +30,7 @@ __all__ = [
     "LocalFileError",
     "NetworkError",
     "NotFoundError",
+    "ObjectChangedError",
     "ObjectTooLargeError",
     "PreconditionFailedError",
     "ProtocolViolationError",
@@ -92,6 +94,12 @@ class PreconditionFailedError(RemoteError):
     """A condition failed: the object changed during the transfer (If-Match / If-None-Match)."""
 
 
+class ObjectChangedError(PreconditionFailedError):
+    """The object (or the resource behind a URL) changed while it was being downloaded. The
+    download restarts once from the new version unless configured not to; never is a file
+    made of two versions."""
+
+
 class SlowDownError(RemoteError):
     """The store asked us to slow down (503 SlowDown, 429)."""
 
@@ -112,6 +120,8 @@ class NetworkError(TransferError):
     """The connection failed: refused, reset, or closed mid-body."""
 
     retryable = True
+    received: int = 0
+    """Bytes of the body that had arrived, in place, when it broke: a retry asks for the rest."""
 
 
 class TransferTimeoutError(NetworkError):

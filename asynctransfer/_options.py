@@ -80,6 +80,11 @@ class TransferConfig:
     test machine that flush is the slowest step of a download (the disk takes ~430 MB/s
     durably); False skips it, as most download tools do."""
 
+    restart_on_change: bool = True
+    """When the object or URL changes during a download (another ETag, a failed If-Range or
+    If-Match), start over once from the new version; False: fail with ObjectChangedError. A
+    download to a stream never restarts (its bytes are already out)."""
+
     use_uvloop: bool = True
     """Run the CLI and the blocking entry points on uvloop when it is installed. Default True."""
 

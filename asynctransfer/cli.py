@@ -7,9 +7,11 @@ and the cause), 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,10 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     cp = commands.add_parser(
         "cp",
         help="copy a file to or from S3",
-        description="Copy a local file to s3://bucket/key, or s3://bucket/key to a local path.",
+        description="Copy a local file to s3://bucket/key; or s3://bucket/key or an http(s):// "
+        "URL to a local path, or to stdout (-) in order.",
     )
-    cp.add_argument("src", help="local path or s3://bucket/key")
-    cp.add_argument("dst", help="local path or s3://bucket/key")
+    cp.add_argument("src", help="local path, s3://bucket/key, or an http(s):// URL")
+    cp.add_argument("dst", help="local path, - (stdout), or s3://bucket/key")
     cp.add_argument("--endpoint-url", help="S3 endpoint, e.g. http://127.0.0.1:9000")
     cp.add_argument("--region", help="region to sign requests for")
     cp.add_argument("--part-size", type=_size, help="bytes per part, e.g. 8MiB (default 8MiB)")
@@ -81,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="download: write through the page cache instead of O_DIRECT",
     )
+    cp.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="http(s) source: a request header, e.g. 'Authorization: Bearer T' (repeatable)",
+    )
+    cp.add_argument("--expected-sha256", metavar="HEX", help="download: fail unless this digest")
+    cp.add_argument("--expected-xxh3", metavar="HEX", help="download: fail unless this xxh3-128")
     cp.add_argument(
         "--json", action="store_true", help="print the result as one JSON object on stdout"
     )
@@ -169,32 +181,61 @@ def _report(result: UploadResult | DownloadResult, as_json: bool) -> str:
     )
 
 
+def _headers(values: list[str] | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for value in values or []:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+            raise InvalidRequestError(f"--header {value!r}: expected 'Name: value'")
+        headers[name.strip()] = text.strip()
+    return headers
+
+
 def cp(args: argparse.Namespace) -> int:
     config = _config(args)
     src_scheme, dst_scheme = scheme_of(args.src), scheme_of(args.dst)
+    downloadable = ("s3", "http", "https")
     for scheme, value in ((src_scheme, args.src), (dst_scheme, args.dst)):
-        if scheme not in (None, "s3"):
+        if scheme not in (None, *downloadable):
             raise InvalidRequestError(
-                f"{value!r}: unsupported URL scheme {scheme!r}; supported: s3:// and local paths"
+                f"{value!r}: unsupported URL scheme {scheme!r}; supported: s3://, http(s):// "
+                "(as a source) and local paths"
             )
+    headers = _headers(args.header)
+    if headers and src_scheme not in ("http", "https"):
+        raise InvalidRequestError("--header applies to http(s):// sources only")
+    expected = {"expected_sha256": args.expected_sha256, "expected_xxh3": args.expected_xxh3}
+    to_stdout = args.dst == "-"
     if src_scheme is None and dst_scheme == "s3":
+        if any(expected.values()):
+            raise InvalidRequestError("--expected-sha256/--expected-xxh3 apply to downloads")
 
         async def go() -> UploadResult | DownloadResult:
             async with Transferer(config) as t:
                 return await t.upload(args.src, args.dst)
 
-    elif src_scheme == "s3" and dst_scheme is None:
+    elif src_scheme in downloadable and dst_scheme is None:
+        dest = sys.stdout.buffer if to_stdout else args.dst
 
         async def go() -> UploadResult | DownloadResult:
             async with Transferer(config) as t:
-                return await t.download(args.src, args.dst)
+                return await t.download(args.src, dest, headers=headers, **expected)
 
     else:
         raise InvalidRequestError(
-            f"cp {args.src} {args.dst}: one side must be a local path and the other s3://"
+            f"cp {args.src} {args.dst}: one side must be a local path (or - for stdout) and "
+            "the other a URL: upload to s3://, download from s3:// or http(s)://"
         )
-    result = _run(config, go)
-    sys.stdout.write(_report(result, args.json) + "\n")
+    try:
+        result = _run(config, go)
+    except BrokenPipeError:
+        # The reader went away (`| head`): not our failure; say nothing more on a dead pipe.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    report = _report(result, args.json)
+    # With the bytes on stdout, the report goes to stderr.
+    (sys.stderr if to_stdout else sys.stdout).write(report + "\n")
     return 0
 
 

@@ -80,6 +80,11 @@ class _GetProtocol(asyncio.BufferedProtocol):
     def body(self) -> memoryview | None:
         return self._body
 
+    @property
+    def filled(self) -> int:
+        """Bytes of the body received so far."""
+        return self._filled
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's transports do not subclass asyncio's.
         self.transport = cast("asyncio.Transport", transport)
@@ -276,7 +281,12 @@ class RangeClient:
         except ConnectionError as exc:
             if protocol.head is None and protocol.received == 0:
                 raise _StaleConnectionError(str(exc)) from exc
-            raise NetworkError(f"{host}:{port}: connection broke: {exc}", url=url) from exc
+            error = NetworkError(f"{host}:{port}: connection broke: {exc}", url=url)
+            error.received = protocol.filled if protocol.body is target else 0
+            raise error from exc
+        except NetworkError as exc:  # a stall
+            exc.received = protocol.filled if protocol.body is target else 0
+            raise
         finally:
             if reusable:
                 self._give_back(key, protocol)

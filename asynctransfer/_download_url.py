@@ -1,0 +1,366 @@
+"""Downloads from plain HTTP(S) URLs: the engine's range machinery, with what S3 gives for free
+(size, version pinning) learnt from the first response instead.
+
+The first request is a ranged GET of the first part, so a 206 gives the total size from
+Content-Range without a HEAD. Its strong ETag (else Last-Modified) pins the version: every
+later range carries ``If-Range``, and a server that answers 200 to it (or a different ETag, or
+another total) says the resource changed; the download then starts over once, or fails. A 200
+to the first request means the server ignores Range: the body is taken as one stream, in
+order, through one part buffer. So is a resource without any validator, since its ranges
+could not be pinned to one version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.parse
+from typing import TYPE_CHECKING
+
+import anyio
+import anyio.to_thread
+
+from ._core.plan import Part, plan_download
+from ._core.ranges import RangeMismatchError, parse_content_range, range_header
+from ._errors import (
+    NetworkError,
+    ObjectChangedError,
+    PreconditionFailedError,
+    ProtocolViolationError,
+    TransferError,
+)
+from ._io import local
+from ._io.http import CREDENTIAL_HEADERS, HttpDriver, http_error, read_into
+from ._io.rangeget import proxy_applies
+from ._results import DownloadResult
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import aiohttp
+
+    from ._buffers import Buffer
+    from ._engine import DownloadOptions, Engine
+    from ._io.hashing import Hasher
+    from ._sinks import Sink, Writable
+
+logger = logging.getLogger("asynctransfer")
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _validator(etag: str | None, last_modified: str | None) -> str | None:
+    """What If-Range may carry: a strong ETag, else a Last-Modified date (RFC 9110 13.1.5)."""
+    if etag and not etag.startswith("W/"):
+        return etag
+    return last_modified or None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class UrlDownload:
+    """One download of ``url`` into ``dest``; ``run`` may start over once if it changes."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        http: HttpDriver,
+        url: str,
+        dest: str | Writable,
+        options: DownloadOptions,
+    ) -> None:
+        self.engine = engine
+        self.http = http
+        self.url = url
+        self.dest = dest
+        self.options = options
+        self.headers = dict(options.headers)
+        self.started = time.perf_counter()
+        self.total = 0
+
+    async def run(self) -> DownloadResult:
+        restarts = 1 if self.engine.config.restart_on_change and isinstance(self.dest, str) else 0
+        while True:
+            try:
+                return await self._attempt()
+            except ObjectChangedError as exc:
+                if restarts == 0:
+                    raise
+                restarts -= 1
+                logger.warning("%s; starting over", exc)
+
+    async def _attempt(self) -> DownloadResult:
+        engine, config = self.engine, self.engine.config
+        part_size = config.part_size
+        for attempt in range(1, config.max_attempts + 1):
+            await engine.throttle(part_size)
+            try:
+                return await self._probe_and_fetch()
+            except TransferError as exc:
+                if not exc.retryable or attempt == config.max_attempts:
+                    raise
+                logger.info("%s: retrying: %s", self.url, exc)
+                await anyio.sleep(engine.backoff(attempt))
+        raise AssertionError("unreachable")
+
+    async def _probe_and_fetch(self) -> DownloadResult:
+        engine, part_size = self.engine, self.engine.config.part_size
+        # Aligned, so that the first range can be written with O_DIRECT like the others.
+        buf = await engine.pool.acquire(local.direct_length(part_size), aligned=True)
+        owned = True
+        try:
+            ranged = {**self.headers, "Range": f"bytes=0-{part_size - 1}"}
+            async with self.http.get(self.url, ranged, redirects=True) as response:
+                if response.status == 200:  # the server ignores Range
+                    return await self._sequential(response, buf)
+                if response.status == 416 and _empty(response):
+                    return await self._empty()
+                if response.status != 206:
+                    raise http_error(self.url, response.status, response.reason)
+                probe = await self._first_range(response, memoryview(buf))
+            if probe is not None:
+                first, final, validator, etag = probe
+                owned = False  # _parallel releases it
+                return await self._parallel(first, buf, final, validator, etag)
+            # No validator to pin ranges to one version: the whole body in one stream.
+            async with self.http.get(self.url, self.headers, redirects=True) as whole:
+                if whole.status != 200:
+                    raise http_error(self.url, whole.status, whole.reason)
+                return await self._sequential(whole, buf)
+        finally:
+            if owned:
+                engine.pool.release(buf)
+
+    # ------------------------------------------------------------ the first response
+
+    async def _first_range(
+        self, response: aiohttp.ClientResponse, view: memoryview
+    ) -> tuple[Part, str, str, str | None] | None:
+        """The first range of a 206: (part 1, final URL, validator, ETag); None when the
+        resource has no validator (the caller then streams it whole)."""
+        header = response.headers.get("Content-Range")
+        try:
+            got = parse_content_range(header or "")
+        except RangeMismatchError as exc:
+            raise ProtocolViolationError(f"{self.url}: {exc}", url=self.url) from exc
+        want_end = min(self.engine.config.part_size, got.total or 0) - 1
+        if got.total is None or got.start != 0 or got.end != want_end:
+            raise ProtocolViolationError(
+                f"{self.url}: asked for bytes 0-{self.engine.config.part_size - 1}, got "
+                f"Content-Range {header!r}",
+                url=self.url,
+            )
+        if response.content_length is not None and response.content_length != got.length:
+            raise ProtocolViolationError(
+                f"{self.url}: Content-Range {header!r} but Content-Length "
+                f"{response.content_length}",
+                url=self.url,
+            )
+        etag = response.headers.get("ETag")
+        validator = _validator(etag, response.headers.get("Last-Modified"))
+        if validator is None:
+            logger.info("%s: no ETag or Last-Modified to pin ranges to; one stream", self.url)
+            return None
+        received = await read_into(response, view[: got.length], self.url)
+        if received != got.length:
+            raise NetworkError(
+                f"{self.url}: body ended after {received} of {got.length} bytes", url=self.url
+            )
+        self.total = got.total
+        return Part(1, 0, got.length), str(response.url), validator, etag
+
+    async def _empty(self) -> DownloadResult:
+        plan = plan_download(0, self.engine.config.part_size)
+        hashers = self.engine.hashers(self.options)
+        sink = await self.engine.open_sink(self.dest, 0, plan, hashers)
+        return await self._finish(sink, hashers, size=0, parts=0, etag=None)
+
+    # ------------------------------------------------------------ ranges in parallel
+
+    async def _parallel(
+        self, first: Part, buf: Buffer, final: str, validator: str, etag: str | None
+    ) -> DownloadResult:
+        engine = self.engine
+        total = self.total
+        plan = plan_download(total, engine.config.part_size)
+        hashers = engine.hashers(self.options)
+        try:
+            sink = await engine.open_sink(self.dest, total, plan, hashers)
+        except BaseException:
+            engine.pool.release(buf)
+            raise
+        headers = dict(self.headers)
+        if _origin(final) != _origin(self.url):
+            headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+        fetcher = _RangeFetcher(self, final, headers, validator, etag, total)
+        try:
+            await engine.fetch_ranges(self.url, plan, sink, fetcher, first=(first, buf))
+            return await self._finish(sink, hashers, size=total, parts=len(plan), etag=etag)
+        except BaseException:
+            sink.discard()
+            raise
+
+    # ------------------------------------------------------------ one stream
+
+    async def _sequential(self, response: aiohttp.ClientResponse, buf: Buffer) -> DownloadResult:
+        """The whole body in order, through one part buffer: a server that ignores Range."""
+        engine = self.engine
+        size = response.content_length
+        plan = plan_download(0, engine.config.part_size)
+        hashers = engine.hashers(self.options)
+        # Chunks of any length, so no O_DIRECT.
+        sink = await engine.open_sink(self.dest, size, plan, hashers, direct=False)
+        view = memoryview(buf)
+        offset = number = 0
+        try:
+            while True:
+                filled = 0
+                while filled < len(view):
+                    try:
+                        chunk = await response.content.read(len(view) - filled)
+                    except Exception as exc:
+                        raise NetworkError(f"{self.url}: body broke: {exc}", url=self.url) from exc
+                    if not chunk:
+                        break
+                    view[filled : filled + len(chunk)] = chunk
+                    filled += len(chunk)
+                if filled:
+                    number += 1
+                    part = Part(number, offset, filled)
+                    await anyio.to_thread.run_sync(_write_in_order, sink, part, view[:filled])
+                    offset += filled
+                    engine._bytes_received += filled
+                if filled < len(view):
+                    break
+            if size is not None and offset != size:
+                raise NetworkError(
+                    f"{self.url}: body ended after {offset} of {size} bytes", url=self.url
+                )
+            etag = response.headers.get("ETag")
+            return await self._finish(sink, hashers, size=offset, parts=1, etag=etag)
+        except BaseException:
+            sink.discard()
+            raise
+
+    async def _finish(
+        self,
+        sink: Sink,
+        hashers: dict[str, Hasher],
+        *,
+        size: int,
+        parts: int,
+        etag: str | None,
+    ) -> DownloadResult:
+        self.engine.check_expected(self.url, hashers, self.options)
+        await anyio.to_thread.run_sync(sink.finish, size)
+        return DownloadResult(
+            url=self.url,
+            path=self.dest if isinstance(self.dest, str) else "-",
+            size=size,
+            seconds=time.perf_counter() - self.started,
+            parts=parts,
+            etag=etag or "",
+            version_id=None,
+            checksums={},
+            xxh3_128=hashers["xxh3"].digest().hex(),
+        )
+
+
+def _write_in_order(sink: Sink, part: Part, data: memoryview) -> None:
+    sink.write(part, data)
+    sink.in_order(data)
+
+
+def _empty(response: aiohttp.ClientResponse) -> bool:
+    """A 416 to ``bytes=0-...``: the resource is empty (``Content-Range: bytes */0``)."""
+    return response.headers.get("Content-Range", "").replace(" ", "") == "bytes*/0"
+
+
+class _RangeFetcher:
+    """Fetches one range of a pinned URL: through the engine's own client when it can (no copy
+    in Python), through aiohttp when a proxy is set or the server redirects again."""
+
+    def __init__(
+        self,
+        download: UrlDownload,
+        url: str,
+        headers: dict[str, str],
+        validator: str,
+        etag: str | None,
+        total: int,
+    ) -> None:
+        self.download = download
+        self.url = url
+        self.headers = headers
+        self.validator = validator
+        self.etag = etag
+        self.total = total
+        self.direct = None if proxy_applies(url) else download.engine.range_client
+
+    def _changed(self, why: str) -> ObjectChangedError:
+        url = self.download.url
+        return ObjectChangedError(
+            f"{url}: the resource changed during the download ({why})", url=url
+        )
+
+    async def __call__(self, part: Part, view: memoryview) -> None:
+        headers = {
+            **self.headers,
+            "Range": range_header(part.offset, part.length),
+            "If-Range": self.validator,
+        }
+        engine = self.download.engine
+        if self.direct is not None:
+            async with engine.limiter:
+                head, _ = await self.direct.get_into(self.url, list(headers.items()), view)
+            if head.status not in _REDIRECTS:
+                self._check(part, head.status, head.reason, head.headers)
+                if head.content_length != part.length:
+                    raise ProtocolViolationError(
+                        f"{self.download.url}: asked for {part.length} bytes at {part.offset}, "
+                        f"Content-Length says {head.content_length}",
+                        url=self.download.url,
+                    )
+                return
+        async with engine.limiter, self.download.http.get(self.url, headers, redirects=True) as r:
+            self._check(part, r.status, r.reason, r.headers)
+            received = await read_into(r, view, self.download.url)
+            if received != part.length:
+                error = NetworkError(
+                    f"{self.download.url}: body ended after {received} of {part.length} bytes "
+                    f"at offset {part.offset}",
+                    url=self.download.url,
+                )
+                error.received = received
+                raise error
+
+    def _check(
+        self, part: Part, status: int, reason: str | None, headers: Mapping[str, str]
+    ) -> None:
+        url = self.download.url
+        if status == 200:
+            raise self._changed("If-Range no longer matched: the server sent the whole body")
+        if status in (412, 416):
+            raise self._changed(f"HTTP {status}")
+        if status != 206:
+            error = http_error(url, status, reason)
+            if isinstance(error, PreconditionFailedError):
+                raise self._changed(f"HTTP {status}")
+            raise error
+        etag = headers.get("etag") or headers.get("ETag")
+        if self.etag is not None and etag is not None and etag != self.etag:
+            raise self._changed(f"ETag {self.etag} became {etag}")
+        value = headers.get("content-range") or headers.get("Content-Range")
+        try:
+            got = parse_content_range(value or "")
+        except RangeMismatchError as exc:
+            raise ProtocolViolationError(f"{url}: {exc}", url=url) from exc
+        if got.total is not None and got.total != self.total:
+            raise self._changed(f"its size went from {self.total} to {got.total} bytes")
+        if got.start != part.offset or got.end != part.end - 1:
+            raise ProtocolViolationError(
+                f"{url}: asked for bytes {part.offset}-{part.end - 1}, got Content-Range {value!r}",
+                url=url,
+            )
