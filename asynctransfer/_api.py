@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import os
 import urllib.parse
 from contextlib import AsyncExitStack
@@ -15,18 +16,19 @@ import anyio.to_thread
 from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
 from ._download_url import UrlDownload
 from ._engine import DownloadOptions, Engine, EngineStatistics
-from ._errors import InvalidRequestError, TransferError
+from ._errors import InvalidRequestError, ObjectChangedError, TransferError
 from ._io.s3 import S3Driver
 from ._options import TransferConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
     from types import TracebackType
 
     from ._results import DownloadResult, UploadResult
     from ._sinks import Writable
 
 StrPath = str | os.PathLike[str]
+logger = logging.getLogger("asynctransfer")
 
 
 class _State(enum.Enum):
@@ -87,6 +89,25 @@ async def _destination(dest: StrPath | Writable, name: str, src: str) -> str | W
             )
         path = os.path.join(path, name)
     return path
+
+
+def _is_stream(dest: str | Writable) -> bool:
+    return not isinstance(dest, str)
+
+
+async def _restarting(
+    download: Callable[[], Awaitable[DownloadResult]], restart: bool
+) -> DownloadResult:
+    """Run ``download``; if the object changes under it, once more from the new version."""
+    for attempt in (1, 2):
+        try:
+            with _one_error():
+                return await download()
+        except ObjectChangedError as exc:
+            if not restart or attempt == 2:
+                raise
+            logger.warning("%s; starting over", exc)
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
@@ -204,15 +225,19 @@ class Transferer:
             name = urllib.parse.unquote(urllib.parse.urlsplit(src).path.rsplit("/", 1)[-1])
             target = await _destination(dest, name, src)
             engine = self._require_engine()
-            with _one_error():
-                return await UrlDownload(engine, engine.http, src, target, options).run()
+            return await _restarting(
+                lambda: UrlDownload(engine, engine.http, src, target, options).run(),
+                engine.config.restart_on_change and not _is_stream(target),
+            )
         if options.headers:
             raise InvalidRequestError("headers= applies to http(s):// URLs only", url=src)
         address = _s3_address(src, "download source")
         target = await _destination(dest, address.key.rstrip("/").rsplit("/", 1)[-1], src)
         engine = self._require_engine()
-        with _one_error():
-            return await engine.download(address, target, options)
+        return await _restarting(
+            lambda: engine.download(address, target, options),
+            engine.config.restart_on_change and not _is_stream(target),
+        )
 
     def statistics(self) -> EngineStatistics:
         """A snapshot of in-flight requests, buffer memory and bytes moved."""

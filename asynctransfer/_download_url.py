@@ -81,15 +81,7 @@ class UrlDownload:
         self.total = 0
 
     async def run(self) -> DownloadResult:
-        restarts = 1 if self.engine.config.restart_on_change and isinstance(self.dest, str) else 0
-        while True:
-            try:
-                return await self._attempt()
-            except ObjectChangedError as exc:
-                if restarts == 0:
-                    raise
-                restarts -= 1
-                logger.warning("%s; starting over", exc)
+        return await self._attempt()
 
     async def _attempt(self) -> DownloadResult:
         engine, config = self.engine, self.engine.config
@@ -121,9 +113,9 @@ class UrlDownload:
                     raise http_error(self.url, response.status, response.reason)
                 probe = await self._first_range(response, memoryview(buf))
             if probe is not None:
-                first, final, validator, etag = probe
+                first, received, final, validator, etag = probe
                 owned = False  # _parallel releases it
-                return await self._parallel(first, buf, final, validator, etag)
+                return await self._parallel(first, received, buf, final, validator, etag)
             # No validator to pin ranges to one version: the whole body in one stream.
             async with self.http.get(self.url, self.headers, redirects=True) as whole:
                 if whole.status != 200:
@@ -137,9 +129,9 @@ class UrlDownload:
 
     async def _first_range(
         self, response: aiohttp.ClientResponse, view: memoryview
-    ) -> tuple[Part, str, str, str | None] | None:
-        """The first range of a 206: (part 1, final URL, validator, ETag); None when the
-        resource has no validator (the caller then streams it whole)."""
+    ) -> tuple[Part, int, str, str, str | None] | None:
+        """The first range of a 206: (part 1, bytes of it received, final URL, validator,
+        ETag); None when the resource has no validator (the caller then streams it whole)."""
         header = response.headers.get("Content-Range")
         try:
             got = parse_content_range(header or "")
@@ -163,13 +155,14 @@ class UrlDownload:
         if validator is None:
             logger.info("%s: no ETag or Last-Modified to pin ranges to; one stream", self.url)
             return None
-        received = await read_into(response, view[: got.length], self.url)
-        if received != got.length:
-            raise NetworkError(
-                f"{self.url}: body ended after {received} of {got.length} bytes", url=self.url
-            )
+        try:
+            received = await read_into(response, view[: got.length], self.url)
+        except NetworkError as exc:
+            # Size and version are known: the rest of this range is fetched like any other.
+            logger.info("%s: first range broke after %d bytes: %s", self.url, exc.received, exc)
+            received = exc.received
         self.total = got.total
-        return Part(1, 0, got.length), str(response.url), validator, etag
+        return Part(1, 0, got.length), received, str(response.url), validator, etag
 
     async def _empty(self) -> DownloadResult:
         plan = plan_download(0, self.engine.config.part_size)
@@ -180,7 +173,13 @@ class UrlDownload:
     # ------------------------------------------------------------ ranges in parallel
 
     async def _parallel(
-        self, first: Part, buf: Buffer, final: str, validator: str, etag: str | None
+        self,
+        first: Part,
+        received: int,
+        buf: Buffer,
+        final: str,
+        validator: str,
+        etag: str | None,
     ) -> DownloadResult:
         engine = self.engine
         total = self.total
@@ -196,7 +195,7 @@ class UrlDownload:
             headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
         fetcher = _RangeFetcher(self, final, headers, validator, etag, total)
         try:
-            await engine.fetch_ranges(self.url, plan, sink, fetcher, first=(first, buf))
+            await engine.fetch_ranges(self.url, plan, sink, fetcher, first=(first, buf, received))
             return await self._finish(sink, hashers, size=total, parts=len(plan), etag=etag)
         except BaseException:
             sink.discard()

@@ -486,10 +486,11 @@ class Engine:
         plan: Plan,
         sink: Sink,
         fetch: RangeFetch,
-        first: tuple[Part, Buffer] | None = None,
+        first: tuple[Part, Buffer, int] | None = None,
     ) -> None:
         """Every range of ``plan`` fetched into a pooled buffer, then into ``sink``. ``first``:
-        a range already received (a URL download's probe)."""
+        a range whose first bytes (maybe all) are already in its buffer (a URL download's
+        first response)."""
         # A task cancelled before its first step never runs its try/finally: buffers handed
         # to tasks that never started are given back here.
         unstarted: dict[int, Buffer] = {}
@@ -498,8 +499,17 @@ class Engine:
                 for part in plan:
                     if first is not None and part.number == first[0].number:
                         unstarted[part.number] = first[1]
+                        received = first[2]
                         first = None
-                        fetches.start_soon(self._fetch_part, url, part, unstarted, sink, None)
+                        fetches.start_soon(
+                            self._fetch_part,
+                            url,
+                            part,
+                            unstarted,
+                            sink,
+                            None if received == part.length else fetch,
+                            received,
+                        )
                         continue
                     unstarted[part.number] = await self.acquire_for(sink.direct, part.length)
                     fetches.start_soon(self._fetch_part, url, part, unstarted, sink, fetch)
@@ -585,15 +595,16 @@ class Engine:
         unstarted: dict[int, Buffer],
         sink: Sink,
         fetch: RangeFetch | None,
+        done: int = 0,
     ) -> None:
-        """One range: fetched (``fetch`` None: already in its buffer), retried from the byte
-        where a broken body stopped, written, then handed to the sink in plan order."""
+        """One range: fetched (``fetch`` None: already in its buffer; ``done``: bytes that
+        are), retried from the byte where a broken body stopped, written, then handed to the
+        sink in plan order."""
         buf = unstarted.pop(part.number)
         try:
             view = memoryview(buf)
             if fetch is not None:
-                await self._throttle(part.length)
-                done = 0
+                await self._throttle(part.length - done)
                 for attempt in range(1, self.config.max_attempts + 1):
                     rest = Part(part.number, part.offset + done, part.length - done)
                     try:

@@ -17,6 +17,7 @@ EXPECTED_ALL = [
     "LocalFileError",
     "NetworkError",
     "NotFoundError",
+    "ObjectChangedError",
     "ObjectTooLargeError",
     "PreconditionFailedError",
     "ProtocolViolationError",
