@@ -1,14 +1,17 @@
-"""``python -m benchmarks s3 [options]``: the benchmark harness (see benchmarks/README.md)."""
+"""``python -m benchmarks s3|http [options]``: the benchmark suites (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
 import sys
 
 _USAGE = """usage: python -m benchmarks s3 [--size 1GiB] [--repeat 3] [--quick] [--server local|moto] ...
+       python -m benchmarks http [--size 1GiB] [--repeat 3] [--quick] [--contestants ...] ...
 
 commands:
   s3    asynctransfer vs boto3, aioboto3, obstore, s3fs on a local S3 endpoint
         (python -m benchmarks s3 --help for its options)
+  http  asynctransfer vs curl and aria2c downloading from a local nginx
+        (python -m benchmarks http --help for its options)
 """
 
 
@@ -17,6 +20,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.harness import main as s3
 
         return s3(argv[1:])
+    if argv[:1] == ["http"]:
+        from benchmarks.http_suite import main as http
+
+        return http(argv[1:])
     sys.stderr.write(_USAGE)
     return 0 if argv[:1] in (["-h"], ["--help"]) else 2
 
