@@ -17,6 +17,7 @@ from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
 from ._download_url import UrlDownload
 from ._engine import DownloadOptions, Engine, EngineStatistics
 from ._errors import InvalidRequestError, ObjectChangedError, TransferError
+from ._io.http import redact
 from ._io.s3 import S3Driver
 from ._options import TransferConfig
 
@@ -81,11 +82,12 @@ async def _destination(dest: StrPath | Writable, name: str, src: str) -> str | W
         return dest
     path = _local_path(dest, "download destination")
     if await anyio.to_thread.run_sync(os.path.isdir, path):
-        if not name:
+        # The name comes from the remote side: it must not lead out of the directory.
+        if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
             raise InvalidRequestError(
-                f"{src!r}: cannot name a file after it; give a file name, not the directory "
-                f"{path!r}",
-                url=src,
+                f"{redact(src)!r}: cannot name a file after it ({name!r}); give a file name, "
+                f"not the directory {path!r}",
+                url=redact(src),
             )
         path = os.path.join(path, name)
     return path

@@ -12,7 +12,10 @@ could not be pinned to one version.
 
 from __future__ import annotations
 
+import base64
 import logging
+import netrc
+import os
 import time
 import urllib.parse
 from typing import TYPE_CHECKING
@@ -25,14 +28,14 @@ from ._core.ranges import RangeMismatchError, parse_content_range, range_header
 from ._errors import (
     NetworkError,
     ObjectChangedError,
-    PreconditionFailedError,
     ProtocolViolationError,
     TransferError,
 )
 from ._io import local
-from ._io.http import CREDENTIAL_HEADERS, HttpDriver, http_error, read_into
+from ._io.http import CREDENTIAL_HEADERS, HttpDriver, http_error, read_into, redact
 from ._io.rangeget import proxy_applies
 from ._results import DownloadResult
+from ._sinks import FileSink
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ._buffers import Buffer
+    from ._core.http1 import ResponseHead
     from ._engine import DownloadOptions, Engine
     from ._io.hashing import Hasher
     from ._sinks import Sink, Writable
@@ -53,6 +57,19 @@ def _validator(etag: str | None, last_modified: str | None) -> str | None:
     if etag and not etag.startswith("W/"):
         return etag
     return last_modified or None
+
+
+def _needs_aiohttp(url: str) -> bool:
+    """Credentials the engine's own client does not apply: userinfo in the URL, or a .netrc
+    entry for the host (aiohttp applies both, trust_env); such ranges go through aiohttp."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None:
+        return True
+    try:
+        entries = netrc.netrc(os.environ.get("NETRC") or None)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return entries.authenticators(parts.hostname or "") is not None
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -73,12 +90,25 @@ class UrlDownload:
     ) -> None:
         self.engine = engine
         self.http = http
+        self.headers = dict(options.headers)
+        parts = urllib.parse.urlsplit(url)
+        if parts.username is not None:
+            # user:pass@ becomes Basic auth for this origin, as curl does; the URL loses it, so
+            # every client sends the header and no Host or message carries the password.
+            if not any(k.lower() == "authorization" for k in self.headers):
+                userinfo = f"{urllib.parse.unquote(parts.username)}:"
+                userinfo += urllib.parse.unquote(parts.password or "")
+                token = base64.b64encode(userinfo.encode()).decode("ascii")
+                self.headers["Authorization"] = f"Basic {token}"
+            url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.url = url
         self.dest = dest
         self.options = options
-        self.headers = dict(options.headers)
         self.started = time.perf_counter()
         self.total = 0
+        self.committed = False
+        self.shown = redact(url)
+        """The URL for messages and results: without a password."""
 
     async def run(self) -> DownloadResult:
         return await self._attempt()
@@ -91,9 +121,11 @@ class UrlDownload:
             try:
                 return await self._probe_and_fetch()
             except TransferError as exc:
-                if not exc.retryable or attempt == config.max_attempts:
+                # Past the first response, ranges have retries of their own; and bytes a
+                # stream has been given cannot be taken back.
+                if self.committed or not exc.retryable or attempt == config.max_attempts:
                     raise
-                logger.info("%s: retrying: %s", self.url, exc)
+                logger.info("%s: retrying: %s", self.shown, exc)
                 await anyio.sleep(engine.backoff(attempt))
         raise AssertionError("unreachable")
 
@@ -110,16 +142,17 @@ class UrlDownload:
                 if response.status == 416 and _empty(response):
                     return await self._empty()
                 if response.status != 206:
-                    raise http_error(self.url, response.status, response.reason)
+                    raise http_error(self.shown, response.status, response.reason)
                 probe = await self._first_range(response, memoryview(buf))
             if probe is not None:
                 first, received, final, validator, etag = probe
                 owned = False  # _parallel releases it
+                self.committed = True
                 return await self._parallel(first, received, buf, final, validator, etag)
             # No validator to pin ranges to one version: the whole body in one stream.
             async with self.http.get(self.url, self.headers, redirects=True) as whole:
                 if whole.status != 200:
-                    raise http_error(self.url, whole.status, whole.reason)
+                    raise http_error(self.shown, whole.status, whole.reason)
                 return await self._sequential(whole, buf)
         finally:
             if owned:
@@ -136,30 +169,30 @@ class UrlDownload:
         try:
             got = parse_content_range(header or "")
         except RangeMismatchError as exc:
-            raise ProtocolViolationError(f"{self.url}: {exc}", url=self.url) from exc
+            raise ProtocolViolationError(f"{self.shown}: {exc}", url=self.shown) from exc
         want_end = min(self.engine.config.part_size, got.total or 0) - 1
         if got.total is None or got.start != 0 or got.end != want_end:
             raise ProtocolViolationError(
-                f"{self.url}: asked for bytes 0-{self.engine.config.part_size - 1}, got "
+                f"{self.shown}: asked for bytes 0-{self.engine.config.part_size - 1}, got "
                 f"Content-Range {header!r}",
-                url=self.url,
+                url=self.shown,
             )
         if response.content_length is not None and response.content_length != got.length:
             raise ProtocolViolationError(
-                f"{self.url}: Content-Range {header!r} but Content-Length "
+                f"{self.shown}: Content-Range {header!r} but Content-Length "
                 f"{response.content_length}",
-                url=self.url,
+                url=self.shown,
             )
         etag = response.headers.get("ETag")
         validator = _validator(etag, response.headers.get("Last-Modified"))
         if validator is None:
-            logger.info("%s: no ETag or Last-Modified to pin ranges to; one stream", self.url)
+            logger.info("%s: no ETag or Last-Modified to pin ranges to; one stream", self.shown)
             return None
         try:
-            received = await read_into(response, view[: got.length], self.url)
+            received = await read_into(response, view[: got.length], self.shown)
         except NetworkError as exc:
             # Size and version are known: the rest of this range is fetched like any other.
-            logger.info("%s: first range broke after %d bytes: %s", self.url, exc.received, exc)
+            logger.info("%s: first range broke after %d bytes: %s", self.shown, exc.received, exc)
             received = exc.received
         self.total = got.total
         return Part(1, 0, got.length), received, str(response.url), validator, etag
@@ -168,7 +201,11 @@ class UrlDownload:
         plan = plan_download(0, self.engine.config.part_size)
         hashers = self.engine.hashers(self.options)
         sink = await self.engine.open_sink(self.dest, 0, plan, hashers)
-        return await self._finish(sink, hashers, size=0, parts=0, etag=None)
+        try:
+            return await self._finish(sink, hashers, size=0, parts=0, etag=None)
+        except BaseException:
+            sink.discard()
+            raise
 
     # ------------------------------------------------------------ ranges in parallel
 
@@ -195,7 +232,7 @@ class UrlDownload:
             headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
         fetcher = _RangeFetcher(self, final, headers, validator, etag, total)
         try:
-            await engine.fetch_ranges(self.url, plan, sink, fetcher, first=(first, buf, received))
+            await engine.fetch_ranges(self.shown, plan, sink, fetcher, first=(first, buf, received))
             return await self._finish(sink, hashers, size=total, parts=len(plan), etag=etag)
         except BaseException:
             sink.discard()
@@ -220,7 +257,9 @@ class UrlDownload:
                     try:
                         chunk = await response.content.read(len(view) - filled)
                     except Exception as exc:
-                        raise NetworkError(f"{self.url}: body broke: {exc}", url=self.url) from exc
+                        raise NetworkError(
+                            f"{self.shown}: body broke: {exc}", url=self.shown
+                        ) from exc
                     if not chunk:
                         break
                     view[filled : filled + len(chunk)] = chunk
@@ -228,6 +267,8 @@ class UrlDownload:
                 if filled:
                     number += 1
                     part = Part(number, offset, filled)
+                    await engine.throttle_bytes(filled)
+                    self.committed = self.committed or not isinstance(sink, FileSink)
                     await anyio.to_thread.run_sync(_write_in_order, sink, part, view[:filled])
                     offset += filled
                     engine._bytes_received += filled
@@ -235,7 +276,7 @@ class UrlDownload:
                     break
             if size is not None and offset != size:
                 raise NetworkError(
-                    f"{self.url}: body ended after {offset} of {size} bytes", url=self.url
+                    f"{self.shown}: body ended after {offset} of {size} bytes", url=self.shown
                 )
             etag = response.headers.get("ETag")
             return await self._finish(sink, hashers, size=offset, parts=1, etag=etag)
@@ -252,10 +293,10 @@ class UrlDownload:
         parts: int,
         etag: str | None,
     ) -> DownloadResult:
-        self.engine.check_expected(self.url, hashers, self.options)
+        self.engine.check_expected(self.shown, hashers, self.options)
         await anyio.to_thread.run_sync(sink.finish, size)
         return DownloadResult(
-            url=self.url,
+            url=self.shown,
             path=self.dest if isinstance(self.dest, str) else "-",
             size=size,
             seconds=time.perf_counter() - self.started,
@@ -279,7 +320,8 @@ def _empty(response: aiohttp.ClientResponse) -> bool:
 
 class _RangeFetcher:
     """Fetches one range of a pinned URL: through the engine's own client when it can (no copy
-    in Python), through aiohttp when a proxy is set or the server redirects again."""
+    in Python), through aiohttp when a proxy or credentials it does not apply (userinfo,
+    .netrc) are in play, or when the server redirects again or answers chunked."""
 
     def __init__(
         self,
@@ -296,10 +338,11 @@ class _RangeFetcher:
         self.validator = validator
         self.etag = etag
         self.total = total
-        self.direct = None if proxy_applies(url) else download.engine.range_client
+        plain = not proxy_applies(url) and not _needs_aiohttp(url)
+        self.direct = download.engine.range_client if plain else None
 
     def _changed(self, why: str) -> ObjectChangedError:
-        url = self.download.url
+        url = self.download.shown
         return ObjectChangedError(
             f"{url}: the resource changed during the download ({why})", url=url
         )
@@ -311,26 +354,37 @@ class _RangeFetcher:
             "If-Range": self.validator,
         }
         engine = self.download.engine
+
+        def accept(head: ResponseHead) -> None:
+            self._check(part, head.status, head.reason, head.headers)
+            if head.content_length is not None and head.content_length != part.length:
+                raise ProtocolViolationError(
+                    f"{self.download.shown}: asked for {part.length} bytes at {part.offset}, "
+                    f"Content-Length says {head.content_length}",
+                    url=self.download.shown,
+                )
+
         if self.direct is not None:
             async with engine.limiter:
-                head, _ = await self.direct.get_into(self.url, list(headers.items()), view)
-            if head.status not in _REDIRECTS:
-                self._check(part, head.status, head.reason, head.headers)
-                if head.content_length != part.length:
-                    raise ProtocolViolationError(
-                        f"{self.download.url}: asked for {part.length} bytes at {part.offset}, "
-                        f"Content-Length says {head.content_length}",
-                        url=self.download.url,
-                    )
+                head, _ = await self.direct.get_into(
+                    self.url,
+                    list(headers.items()),
+                    view,
+                    accept=accept,
+                    ssl_context=self.download.http.ssl_context,
+                )
+            if head.status not in _REDIRECTS and head.content_length is not None:
+                if not 200 <= head.status < 300:
+                    accept(head)  # raises: an error status, a 412 or 416 (changed)...
                 return
         async with engine.limiter, self.download.http.get(self.url, headers, redirects=True) as r:
             self._check(part, r.status, r.reason, r.headers)
-            received = await read_into(r, view, self.download.url)
+            received = await read_into(r, view, self.download.shown)
             if received != part.length:
                 error = NetworkError(
-                    f"{self.download.url}: body ended after {received} of {part.length} bytes "
-                    f"at offset {part.offset}",
-                    url=self.download.url,
+                    f"{self.download.shown}: body ended after {received} of {part.length} "
+                    f"bytes at offset {part.offset}",
+                    url=self.download.shown,
                 )
                 error.received = received
                 raise error
@@ -338,16 +392,13 @@ class _RangeFetcher:
     def _check(
         self, part: Part, status: int, reason: str | None, headers: Mapping[str, str]
     ) -> None:
-        url = self.download.url
+        url = self.download.shown
         if status == 200:
             raise self._changed("If-Range no longer matched: the server sent the whole body")
         if status in (412, 416):
             raise self._changed(f"HTTP {status}")
         if status != 206:
-            error = http_error(url, status, reason)
-            if isinstance(error, PreconditionFailedError):
-                raise self._changed(f"HTTP {status}")
-            raise error
+            raise http_error(url, status, reason)
         etag = headers.get("etag") or headers.get("ETag")
         if self.etag is not None and etag is not None and etag != self.etag:
             raise self._changed(f"ETag {self.etag} became {etag}")

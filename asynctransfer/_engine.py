@@ -42,6 +42,7 @@ from ._core.checksums import (
     full_object_checksums,
     with_uniform_layout,
 )
+from ._core.http1 import ResponseHead
 from ._core.plan import Part, Plan, PlanError, TooLargeError, plan_download, plan_upload
 from ._core.ranges import RangeMismatchError, check_content_range, range_header
 from ._core.ratelimit import TokenBucket
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
     from typing import TypeAlias
 
+    from ._core.http1 import ResponseHead
     from ._core.urls import S3Address
     from ._io.s3 import ObjectInfo, PutResult, S3Driver
     from ._options import TransferConfig
@@ -195,6 +197,13 @@ class Engine:
 
     async def throttle(self, nbytes: int) -> None:
         await self._throttle(nbytes)
+
+    async def throttle_bytes(self, nbytes: int) -> None:
+        """Wait for ``nbytes`` of payload of a request already counted."""
+        if self._byte_bucket is not None:
+            wait = self._byte_bucket.reserve(nbytes)
+            if wait > 0:
+                await anyio.sleep(wait)
 
     async def _throttle(self, nbytes: int) -> None:
         """Wait for one request and ``nbytes`` of payload under the rate caps. Every request
@@ -578,6 +587,8 @@ class Engine:
             for number in range(1, parts + 1):
                 tg.start_soon(size_of, number)
         if sum(sizes) == info.size and any(s != composite.part_size for s in sizes[:-1]):
+            if sink.direct:  # reads into an unaligned buffer: not through O_DIRECT
+                await anyio.to_thread.run_sync(local.clear_direct, sink.fd, sink.temp)
             digest = await anyio.to_thread.run_sync(
                 hashing.partwise_file_digest, sink.fd, sizes, composite.name.lower(), sink.temp
             )
@@ -606,6 +617,8 @@ class Engine:
             if fetch is not None:
                 await self._throttle(part.length - done)
                 for attempt in range(1, self.config.max_attempts + 1):
+                    if done >= part.length:  # the break came after the last byte
+                        break
                     rest = Part(part.number, part.offset + done, part.length - done)
                     try:
                         await fetch(rest, view[done : part.length])
@@ -670,8 +683,31 @@ class Engine:
         ranged = not (part.offset == 0 and part.length == info.size)
         if ranged:
             headers.append(("Range", range_header(part.offset, part.length)))
+
+        def accept(head: ResponseHead) -> None:
+            expected = 206 if ranged else 200
+            if head.status != expected:
+                raise ProtocolViolationError(
+                    f"{url}: asked for bytes {part.offset}-{part.end - 1}, got HTTP "
+                    f"{head.status} ({'the server ignored Range' if head.status == 200 else head.reason})",
+                    url=url,
+                )
+            if ranged:
+                try:
+                    check_content_range(
+                        head.headers.get("content-range"), part.offset, part.length, info.size
+                    )
+                except RangeMismatchError as exc:
+                    raise ProtocolViolationError(f"{url}: {exc}", url=url) from exc
+            if head.content_length != part.length:
+                raise ProtocolViolationError(
+                    f"{url}: asked for {part.length} bytes at {part.offset}, "
+                    f"Content-Length says {head.headers.get('content-length')}",
+                    url=url,
+                )
+
         async with self.limiter:
-            head, body = await self._direct.get_into(presigned, headers, view)
+            head, body = await self._direct.get_into(presigned, headers, view, accept=accept)
         if not 200 <= head.status < 300:
             code, message = error_document(body)
             raise remote_error(
@@ -680,26 +716,6 @@ class Engine:
                 code=code,
                 message=message,
                 request_id=head.headers.get("x-amz-request-id"),
-            )
-        expected = 206 if ranged else 200
-        if head.status != expected:
-            raise ProtocolViolationError(
-                f"{url}: asked for bytes {part.offset}-{part.end - 1}, got HTTP {head.status} "
-                f"({'the server ignored Range' if head.status == 200 else head.reason})",
-                url=url,
-            )
-        if ranged:
-            try:
-                check_content_range(
-                    head.headers.get("content-range"), part.offset, part.length, info.size
-                )
-            except RangeMismatchError as exc:
-                raise ProtocolViolationError(f"{url}: {exc}", url=url) from exc
-        if head.content_length != part.length:
-            raise ProtocolViolationError(
-                f"{url}: asked for {part.length} bytes at {part.offset}, "
-                f"Content-Length says {head.headers.get('content-length')}",
-                url=url,
             )
 
     async def _fetch_via_botocore(

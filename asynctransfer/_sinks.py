@@ -75,10 +75,14 @@ class FileSink:
     def finish(self, size: int) -> None:
         if self.direct or os.fstat(self.fd).st_size != size:
             local.finish_direct(self.fd, size, self.temp)  # cut padding / fallocate'd excess
-        local.publish(self.fd, self.temp, self.path, durable=self.durable)
+        fd, self.fd = self.fd, -1  # publish closes it, whatever happens
+        local.publish(fd, self.temp, self.path, durable=self.durable)
 
     def discard(self) -> None:
-        local.discard(self.fd, self.temp)
+        if self.fd >= 0:
+            local.close_fd(self.fd)
+            self.fd = -1
+        local.discard(-1, self.temp)
 
 
 @dataclass

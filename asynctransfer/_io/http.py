@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -34,6 +35,15 @@ MAX_REDIRECTS = 10
 # Headers that identify the user to the origin they were given for; not sent to another one
 # that a redirect leads to (curl and browsers do the same).
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def redact(url: str) -> str:
+    """``url`` without the password of its userinfo, for messages and results."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def http_error(url: str, status: int, reason: str | None) -> TransferError:
@@ -102,13 +112,22 @@ class HttpDriver:
     def __init__(self, config: TransferConfig) -> None:
         self._config = config
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | None = None
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The trust for URLs: the system's CAs (SSL_CERT_FILE / SSL_CERT_DIR when set), not
+        AWS_CA_BUNDLE, which is for the S3 endpoint."""
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=0,
                 limit_per_host=self._config.max_concurrency + 2,
-                ssl=ssl.create_default_context(),  # verification on, the system's CAs
+                ssl=self.ssl_context,  # verification on
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -127,7 +146,7 @@ class HttpDriver:
         self, url: str, headers: dict[str, str], *, redirects: bool
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """GET ``url``; the response is open inside the block, errors already typed."""
-        with map_errors(url):
+        with map_errors(redact(url)):
             async with self.session().get(
                 url,
                 headers={**headers, "Accept-Encoding": "identity"},

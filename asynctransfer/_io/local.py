@@ -139,9 +139,15 @@ def pwrite_direct(fd: int, data: memoryview, offset: int, length: int, path: str
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
+    clear_direct(fd, path)
+    pwrite_all(fd, padded[done:], offset + done, path)
+
+
+def clear_direct(fd: int, path: str) -> None:
+    """Back to buffered I/O on ``fd`` (reads into unaligned buffers, refused direct writes)."""
+    with map_os_errors(path, "write"):
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~getattr(os, "O_DIRECT", 0))
-    pwrite_all(fd, padded[done:], offset + done, path)
 
 
 def finish_direct(fd: int, size: int, path: str) -> None:
@@ -199,12 +205,15 @@ def create_temp_beside(dest: str, size: int) -> tuple[int, str]:
 
 
 def publish(fd: int, temp: str, dest: str, *, durable: bool = True) -> None:
-    """Rename the temp file over ``dest``; ``durable``: fsync it first and the directory after,
-    so that after a crash ``dest`` holds either the old file or every byte of the new one."""
+    """Close ``fd`` (always) and rename the temp file over ``dest``; ``durable``: fsync it
+    first and the directory after, so that after a crash ``dest`` holds either the old file or
+    every byte of the new one."""
     with map_os_errors(dest, "publish the downloaded file"):
-        if durable:
-            os.fsync(fd)
-        os.close(fd)
+        try:
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)  # whatever happens: the caller must not close it again
         os.replace(temp, dest)
         if durable:
             dir_fd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY)
@@ -215,6 +224,8 @@ def publish(fd: int, temp: str, dest: str, *, durable: bool = True) -> None:
 
 
 def discard(fd: int, temp: str) -> None:
-    close_fd(fd)
+    """Close ``fd`` (unless -1) and remove ``temp``, quietly: this runs on the error path."""
+    if fd >= 0:
+        close_fd(fd)
     with contextlib.suppress(OSError):
         os.unlink(temp)

@@ -18,7 +18,7 @@ import ssl
 import urllib.parse
 import urllib.request
 from collections import deque
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from .._core.http1 import (
     MAX_HEAD,
@@ -29,6 +29,12 @@ from .._core.http1 import (
     request_head,
 )
 from .._errors import NetworkError, ProtocolViolationError, TransferTimeoutError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeAlias
+
+    Accept: TypeAlias = Callable[[ResponseHead], None]
 
 # Error documents are small; a larger non-2xx body is not read, the connection is dropped.
 _MAX_ERROR_BODY = 64 * 1024
@@ -60,8 +66,9 @@ class _GetProtocol(asyncio.BufferedProtocol):
         self._sink = bytearray(4096)
         self._reset(None)
 
-    def _reset(self, target: memoryview | None) -> None:
+    def _reset(self, target: memoryview | None, accept: Accept | None = None) -> None:
         self._target = target
+        self._accept = accept
         self.received = 0
         self._head_len = 0
         self.head: ResponseHead | None = None
@@ -70,9 +77,10 @@ class _GetProtocol(asyncio.BufferedProtocol):
         self.overflow = False
         self._waiter: asyncio.Future[None] | None = None
 
-    def begin(self, target: memoryview) -> asyncio.Future[None]:
-        """Expect a response whose 2xx body of ``len(target)`` bytes goes into ``target``."""
-        self._reset(target)
+    def begin(self, target: memoryview, accept: Accept | None = None) -> asyncio.Future[None]:
+        """Expect a response whose 2xx body of ``len(target)`` bytes goes into ``target``, if
+        ``accept`` (given the head) does not raise."""
+        self._reset(target, accept)
         self._waiter = self._loop.create_future()
         return self._waiter
 
@@ -130,6 +138,15 @@ class _GetProtocol(asyncio.BufferedProtocol):
             self._finish(exc)
             return
         self.head = head
+        if self._accept is not None and 200 <= head.status < 300:
+            # Checked before any body byte lands in the target: a caller that keeps the bytes
+            # of a broken body (to resume after them) must know they answer its question.
+            try:
+                self._accept(head)
+            except Exception as exc:  # noqa: BLE001  (re-raised to the caller, whatever it is)
+                self.overflow = True  # the body is not read: the connection is not reusable
+                self._finish(exc)
+                return
         if 200 <= head.status < 300 and self._target is not None and length == len(self._target):
             self._body = self._target
         elif head.status in (204, 304) or length == 0:
@@ -182,10 +199,13 @@ class RangeClient:
         self._idle: dict[tuple[str, str, int], deque[_GetProtocol]] = {}
         self._ssl: ssl.SSLContext | None = None
 
-    async def _connect(self, scheme: str, host: str, port: int) -> _GetProtocol:
+    async def _connect(
+        self, scheme: str, host: str, port: int, ssl_context: ssl.SSLContext | None
+    ) -> _GetProtocol:
         loop = asyncio.get_running_loop()
-        ssl_context = None
-        if scheme == "https":
+        if scheme != "https":
+            ssl_context = None
+        elif ssl_context is None:
             if self._ssl is None:
                 # The same trust as botocore's requests: AWS_CA_BUNDLE when set (a private CA
                 # for MinIO, Ceph...), else the system's.
@@ -222,30 +242,41 @@ class RangeClient:
             protocol.transport.close()
 
     async def get_into(
-        self, url: str, headers: list[tuple[str, str]], target: memoryview
+        self,
+        url: str,
+        headers: list[tuple[str, str]],
+        target: memoryview,
+        *,
+        accept: Accept | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> tuple[ResponseHead, bytes]:
         """GET ``url``. A 2xx body of exactly ``len(target)`` bytes is received into
-        ``target`` and ``b""`` returned; any other answer returns its (small) body."""
+        ``target`` and ``b""`` returned; any other answer returns its (small) body.
+
+        ``accept`` sees a 2xx head before its body is taken and raises to refuse it; what it
+        raises is raised here. A NetworkError for a body broken after acceptance says in
+        ``received`` how many bytes of it are in ``target``. ``ssl_context``: for https, instead
+        of the default (AWS_CA_BUNDLE or the system's CAs).
+        """
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         host = parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         key = (scheme, host, port)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = request_head(
-            "GET", path, parts.netloc, [*headers, ("Accept-Encoding", "identity")]
-        )
+        authority = parts.netloc.rpartition("@")[2]  # never userinfo in Host
+        request = request_head("GET", path, authority, [*headers, ("Accept-Encoding", "identity")])
         protocol = self._take_idle(key)
         if protocol is not None:
             try:
-                return await self._exchange(protocol, key, request, target, url)
+                return await self._exchange(protocol, key, request, target, url, accept)
             except _StaleConnectionError:
                 # The server closed the idle connection as we sent: no byte of an answer came,
                 # so the request is safe to send again, once, on a new connection.
                 pass
-        protocol = await self._connect(scheme, host, port)
+        protocol = await self._connect(scheme, host, port, ssl_context)
         try:
-            return await self._exchange(protocol, key, request, target, url)
+            return await self._exchange(protocol, key, request, target, url, accept)
         except _StaleConnectionError as exc:
             raise NetworkError(f"{host}:{port}: connection broke: {exc}", url=url) from exc
 
@@ -256,11 +287,12 @@ class RangeClient:
         request: bytes,
         target: memoryview,
         url: str,
+        accept: Accept | None,
     ) -> tuple[ResponseHead, bytes]:
         host, port = key[1], key[2]
         reusable = False
         try:
-            waiter = protocol.begin(target)
+            waiter = protocol.begin(target, accept)
             assert protocol.transport is not None
             protocol.transport.write(request)
             await self._wait(waiter, protocol, url)

@@ -160,3 +160,50 @@ async def test_large_download_direct_and_buffered(
         assert dest.stat().st_size == size
         assert dest.read_bytes() == data
         assert os.listdir(out) == ["big.bin"]
+
+
+async def test_composite_check_of_unequal_parts_through_o_direct(tmp_path: Path) -> None:
+    """A multipart object of unequal parts: the uniform guess fails, the real layout is read
+    from the store and the file hashed again; that read-back must not go through O_DIRECT."""
+    sizes = [30 * MiB, 10 * MiB, 30 * MiB]
+    data = os.urandom(sum(sizes))
+    async with local_s3(tmp_path / "root") as s3:
+        await make_bucket(s3.endpoint_url)
+
+        def upload() -> None:
+            c = client(s3.endpoint_url)
+            try:
+                mpu = c.create_multipart_upload(Bucket="bkt", Key="odd", ChecksumAlgorithm="CRC32")
+                parts, offset = [], 0
+                for number, size in enumerate(sizes, 1):
+                    r = c.upload_part(
+                        Bucket="bkt",
+                        Key="odd",
+                        UploadId=mpu["UploadId"],
+                        PartNumber=number,
+                        Body=data[offset : offset + size],
+                        ChecksumAlgorithm="CRC32",
+                    )
+                    parts.append(
+                        {
+                            "PartNumber": number,
+                            "ETag": r["ETag"],
+                            "ChecksumCRC32": r["ChecksumCRC32"],
+                        }
+                    )
+                    offset += size
+                c.complete_multipart_upload(
+                    Bucket="bkt",
+                    Key="odd",
+                    UploadId=mpu["UploadId"],
+                    MultipartUpload={"Parts": parts},
+                )
+            finally:
+                c.close()
+
+        await anyio.to_thread.run_sync(upload)
+        dest = tmp_path / "odd.bin"
+        cfg = TransferConfig(endpoint_url=s3.endpoint_url)
+        down = await asynctransfer.download("s3://bkt/odd", dest, config=cfg)
+        assert "CRC32" in down.checksums
+        assert dest.read_bytes() == data

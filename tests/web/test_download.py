@@ -375,3 +375,77 @@ def test_cli_bad_header(http_origin: HttpOrigin) -> None:
     )
     assert done.returncode == 1
     assert b"expected 'Name: value'" in done.stderr
+
+
+# ------------------------------------------------------------------ found in review
+
+
+async def test_stream_is_never_sent_bytes_twice(http_origin: HttpOrigin) -> None:
+    """A one-stream body that breaks cannot be retried from zero into a stream: the bytes
+    already given are out. It fails, and the stream holds a prefix, not a repeat."""
+    data = os.urandom(SIZE)
+    url = http_origin.put("stream-break.bin", data)
+    http_origin.knobs(ignore_range=True, truncate={"bytes": 3 * PART + 10})
+    out = io.BytesIO()
+    with pytest.raises(NetworkError):
+        await asynctransfer.download(url, out, config=config())
+    assert data.startswith(out.getvalue())
+
+
+async def test_unchecked_bytes_of_a_broken_range_are_not_kept(
+    http_origin: HttpOrigin, tmp_path: Path
+) -> None:
+    """A range answered with the wrong Content-Range and then broken: its bytes must not be
+    kept and resumed after (they were never the bytes asked for)."""
+    url = http_origin.put("shifted-broken.bin", os.urandom(SIZE))
+    http_origin.knobs(wrong_content_range=True, truncate={"bytes": 1000, "times": None})
+    with pytest.raises(ProtocolViolationError, match="Content-Range"):
+        await asynctransfer.download(url, tmp_path / "out.bin", config=config())
+    assert only(tmp_path) == []
+
+
+async def test_empty_resource_with_wrong_digest_leaves_nothing(
+    nginx: StaticServer, tmp_path: Path
+) -> None:
+    url = nginx.put("empty-digest.bin", b"")
+    with pytest.raises(IntegrityError):
+        await asynctransfer.download(
+            url, tmp_path / "e.bin", config=config(), expected_sha256="0" * 64
+        )
+    assert only(tmp_path) == []
+
+
+async def test_failed_rename_leaves_nothing(http_origin: HttpOrigin, tmp_path: Path) -> None:
+    url = http_origin.put("blocked.bin", os.urandom(SIZE))
+    (tmp_path / "blocked.bin").mkdir()  # the final name is taken by a directory
+    (tmp_path / "blocked.bin" / "keep").write_bytes(b"x")
+    with pytest.raises(LocalFileError, match="publish"):
+        await asynctransfer.download(url, tmp_path, config=config())
+    assert only(tmp_path) == ["blocked.bin"]
+    assert only(tmp_path / "blocked.bin") == ["keep"]
+
+
+@pytest.mark.parametrize("name", ["..%2Fescaped.bin", "..", "%2E%2E"])
+async def test_url_cannot_name_a_file_outside_the_directory(
+    http_origin: HttpOrigin, tmp_path: Path, name: str
+) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    with pytest.raises(InvalidRequestError, match="cannot name a file after it"):
+        await asynctransfer.download(f"{http_origin.url}/sub/{name}", inner, config=config())
+    assert only(tmp_path) == ["inner"]
+    assert only(inner) == []
+
+
+async def test_userinfo_credentials_reach_every_range(
+    http_origin: HttpOrigin, tmp_path: Path
+) -> None:
+    data = os.urandom(SIZE)
+    http_origin.put("userinfo.bin", data)
+    http_origin.knobs(require_header={"authorization": "Basic dTpw"})  # u:p
+    url = http_origin.url.replace("http://", "http://u:p@") + "/userinfo.bin"
+    dest = tmp_path / "out.bin"
+    result = await asynctransfer.download(url, dest, config=config())
+    assert dest.read_bytes() == data
+    assert "u:p@" not in result.url  # no password in results and messages
+    assert len(gets(http_origin.log())) == 6
