@@ -107,6 +107,7 @@ class UrlDownload:
         self.started = time.perf_counter()
         self.total = 0
         self.committed = False
+        self.range_size = engine.range_size(dest)
         self.shown = redact(url)
         """The URL for messages and results: without a password."""
 
@@ -115,7 +116,7 @@ class UrlDownload:
 
     async def _attempt(self) -> DownloadResult:
         engine, config = self.engine, self.engine.config
-        part_size = config.part_size
+        part_size = self.range_size
         for attempt in range(1, config.max_attempts + 1):
             await engine.throttle(part_size)
             try:
@@ -130,7 +131,7 @@ class UrlDownload:
         raise AssertionError("unreachable")
 
     async def _probe_and_fetch(self) -> DownloadResult:
-        engine, part_size = self.engine, self.engine.config.part_size
+        engine, part_size = self.engine, self.range_size
         # Aligned, so that the first range can be written with O_DIRECT like the others.
         buf = await engine.pool.acquire(local.direct_length(part_size), aligned=True)
         owned = True
@@ -170,10 +171,10 @@ class UrlDownload:
             got = parse_content_range(header or "")
         except RangeMismatchError as exc:
             raise ProtocolViolationError(f"{self.shown}: {exc}", url=self.shown) from exc
-        want_end = min(self.engine.config.part_size, got.total or 0) - 1
+        want_end = min(self.range_size, got.total or 0) - 1
         if got.total is None or got.start != 0 or got.end != want_end:
             raise ProtocolViolationError(
-                f"{self.shown}: asked for bytes 0-{self.engine.config.part_size - 1}, got "
+                f"{self.shown}: asked for bytes 0-{self.range_size - 1}, got "
                 f"Content-Range {header!r}",
                 url=self.shown,
             )
@@ -198,7 +199,7 @@ class UrlDownload:
         return Part(1, 0, got.length), received, str(response.url), validator, etag
 
     async def _empty(self) -> DownloadResult:
-        plan = plan_download(0, self.engine.config.part_size)
+        plan = plan_download(0, self.range_size)
         hashers = self.engine.hashers(self.options)
         sink = await self.engine.open_sink(self.dest, 0, plan, hashers)
         try:
@@ -220,7 +221,7 @@ class UrlDownload:
     ) -> DownloadResult:
         engine = self.engine
         total = self.total
-        plan = plan_download(total, engine.config.part_size)
+        plan = plan_download(total, self.range_size)
         hashers = engine.hashers(self.options)
         try:
             sink = await engine.open_sink(self.dest, total, plan, hashers)
@@ -244,7 +245,7 @@ class UrlDownload:
         """The whole body in order, through one part buffer: a server that ignores Range."""
         engine = self.engine
         size = response.content_length
-        plan = plan_download(0, engine.config.part_size)
+        plan = plan_download(0, self.range_size)
         hashers = engine.hashers(self.options)
         # Chunks of any length, so no O_DIRECT.
         sink = await engine.open_sink(self.dest, size, plan, hashers, direct=False)

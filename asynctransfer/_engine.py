@@ -390,7 +390,7 @@ class Engine:
         started = time.perf_counter()
         await self._throttle(0)
         info = await self.s3.head_object(source.bucket, source.key, url)
-        plan = plan_download(info.size, self.config.part_size)
+        plan = plan_download(info.size, self.range_size(dest))
         expected = full_object_checksums(info.checksums, info.checksum_type, info.etag)
         hashers = self.hashers(options, expected)
         composite = None if expected else await self._composite_layout(source, info)
@@ -431,6 +431,14 @@ class Engine:
         )
 
     # ------------------------------------------------ download: shared by S3 and URLs
+
+    def range_size(self, dest: str | Writable) -> int:
+        """Bytes per range: ``part_size`` into a file, at most ``stream_range_size`` to a
+        stream, where every range waits with its buffer for its turn: small buffers stay in
+        the CPU caches between the socket, the digests and the stream."""
+        if isinstance(dest, str):
+            return self.config.part_size
+        return min(self.config.part_size, self.config.stream_range_size)
 
     @staticmethod
     def hashers(options: DownloadOptions, names: Iterable[str] = ()) -> dict[str, hashing.Hasher]:

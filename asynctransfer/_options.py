@@ -69,6 +69,12 @@ class TransferConfig:
     max_attempts: int = 3
     """Attempts per request for retryable failures (5xx, throttling, resets). Default 3."""
 
+    stream_range_size: int = 2 * MiB
+    """Largest range of a download to a stream (stdout): ranges wait, holding their buffers,
+    to go out in order, and small buffers stay in the CPU caches. Measured here (1 GiB from
+    nginx to /dev/null): 2 MiB ranges 1.6 GB/s at 0.71 CPU-s, 8 MiB ranges 1.2 GB/s at 0.98.
+    Default 2 MiB."""
+
     direct_io: bool = True
     """Write downloads of 64 MiB and more with O_DIRECT where the filesystem supports it
     (Linux; not tmpfs): the disk reads the part buffers, with no copy into the page cache. The
@@ -92,6 +98,8 @@ class TransferConfig:
         def bad(message: str) -> InvalidRequestError:
             return InvalidRequestError(f"invalid TransferConfig: {message}")
 
+        if self.stream_range_size < 64 * 1024:
+            raise bad(f"stream_range_size {self.stream_range_size} must be at least 64 KiB")
         if not 0 < self.min_part_size <= MAX_PART_SIZE:
             raise bad(f"min_part_size {self.min_part_size} must be in (0, {MAX_PART_SIZE}]")
         if not self.min_part_size <= self.part_size <= MAX_PART_SIZE:

@@ -103,6 +103,7 @@ async def test_malformed_s3_url(bucket: Bucket, tmp_path: Path, url: str, match:
         ({"checksum": "sha1"}, "checksum must be one of"),
         ({"max_memory": MiB}, "max_memory"),
         ({"max_bytes_per_second": 0}, "max_bytes_per_second must be positive"),
+        ({"stream_range_size": 1000}, "stream_range_size 1000 must be at least 64 KiB"),
     ],
 )
 def test_invalid_config_is_refused(changes: dict[str, object], match: str) -> None:
