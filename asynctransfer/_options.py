@@ -76,9 +76,11 @@ class TransferConfig:
     Default 2 MiB."""
 
     direct_io: bool = True
-    """Write downloads of 64 MiB and more with O_DIRECT where the filesystem supports it
-    (Linux; not tmpfs): the disk reads the part buffers, with no copy into the page cache. The
-    downloaded file is then not in the page cache. Default True."""
+    """Write durable downloads of 64 MiB and more with O_DIRECT where the filesystem supports
+    it: the disk reads the part buffers, with no copy into the page cache that the fsync would
+    then write out again. The downloaded file is then not in the page cache. Not with
+    ``durable=False``: without the flush, writing into the page cache is quicker. Default
+    True."""
 
     durable: bool = True
     """fsync a download before it is renamed into place, and its directory after, so a crash

@@ -27,6 +27,8 @@ class Sink(Protocol):
     hashers: list[Hasher]
     direct: bool
     """Ranges arrive in page-aligned buffers padded for O_DIRECT."""
+    writes_ranges: bool
+    """``write`` does something (else only ``in_order`` is called for)."""
 
     def write(self, part: Part, data: memoryview) -> None:
         """Any order: ``data`` holds the range's bytes (padded for O_DIRECT when direct)."""
@@ -52,6 +54,7 @@ class FileSink:
     durable: bool
     turns: Turns
     hashers: list[Hasher] = field(default_factory=list)
+    writes_ranges: bool = True
 
     @classmethod
     def create(
@@ -94,6 +97,7 @@ class StreamSink:
     turns: Turns
     hashers: list[Hasher] = field(default_factory=list)
     direct: bool = False
+    writes_ranges: bool = False
 
     def write(self, part: Part, data: memoryview) -> None:
         pass  # the bytes leave in order, from in_order

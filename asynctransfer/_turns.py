@@ -22,6 +22,9 @@ class Turns:
         if number != self._next:
             await self._events.setdefault(number, anyio.Event()).wait()
 
+    def is_next(self, number: int) -> bool:
+        return number == self._next
+
     def done(self, number: int) -> None:
         if number != self._next:
             raise RuntimeError(f"turn {number} done out of order (expected {self._next})")
