@@ -507,7 +507,6 @@ class Engine:
             direct = (
                 direct
                 and self.config.direct_io
-                and self.config.durable  # without the flush, the page cache is quicker
                 and size is not None
                 and size >= _DIRECT_MIN_SIZE
                 and plan.part_size % local.DIRECT_ALIGN == 0
