@@ -16,7 +16,7 @@ import statistics
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
     from pathlib import Path
 
 __all__ = ["CASES", "case_id", "markdown", "ratios", "summarize", "title", "write_chart"]
@@ -52,10 +52,16 @@ def _spread(values: list[float]) -> dict[str, float]:
     return out
 
 
-def summarize(runs: list[dict[str, Any]], contestants: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per (case, contestant) that has checked runs: ``{metric: spread}`` and ``runs``."""
+def summarize(
+    runs: list[dict[str, Any]],
+    contestants: Sequence[str],
+    cases: Iterable[str] = CASES,
+    metrics: Iterable[str] = METRICS,
+) -> list[dict[str, Any]]:
+    """One row per (case, contestant) that has checked runs: ``{metric: spread}`` and ``runs``.
+    ``cases`` and ``metrics``: the S3 suite's by default."""
     rows: list[dict[str, Any]] = []
-    for case in CASES:
+    for case in cases:
         for contestant in contestants:
             mine = [
                 r
@@ -65,7 +71,7 @@ def summarize(runs: list[dict[str, Any]], contestants: Sequence[str]) -> list[di
             if not mine:
                 continue
             row: dict[str, Any] = {"contestant": contestant, "case": case, "runs": len(mine)}
-            for metric in METRICS:
+            for metric in metrics:
                 values = [float(r[metric]) for r in mine if r.get(metric) is not None]
                 if values:
                     row[metric] = _spread(values)
@@ -97,12 +103,12 @@ def ratios(
 def title(parameters: dict[str, Any]) -> str:
     size, part = parameters["size"], parameters["part_size"]
     return (
-        f"S3 {_bytes(size)}, parts {_bytes(part)}, concurrency {parameters['concurrency']}, "
+        f"S3 {human_bytes(size)}, parts {human_bytes(part)}, concurrency {parameters['concurrency']}, "
         f"{parameters['repeat']} round(s); server: {parameters['server']}"
     )
 
 
-def _bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
     for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= scale:
             return f"{n / scale:g} {unit}"
@@ -113,7 +119,7 @@ def _num(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def _cell(spread: dict[str, float] | None, digits: int) -> str:
+def cell(spread: dict[str, float] | None, digits: int) -> str:
     if spread is None:
         return "-"
     low, high = _num(spread["min"], digits), _num(spread["max"], digits)
@@ -148,9 +154,9 @@ def markdown(
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     lines.extend(
-        f"| {row['contestant']} | {CASES[row['case']]} | {_cell(row.get('mb_per_s'), 0)} | "
-        f"{_cell(row.get('cpu_s_per_gib'), 2)} | {_cell(row.get('peak_rss_mib'), 0)} | "
-        f"{_cell(row.get('server_cpu_s'), 2)} | {row['runs']} |"
+        f"| {row['contestant']} | {CASES[row['case']]} | {cell(row.get('mb_per_s'), 0)} | "
+        f"{cell(row.get('cpu_s_per_gib'), 2)} | {cell(row.get('peak_rss_mib'), 0)} | "
+        f"{cell(row.get('server_cpu_s'), 2)} | {row['runs']} |"
         for row in summary
     )
     if ratio_table:

@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import xxhash
-
 from benchmarks import chart as report
+from benchmarks.files import file_digest, git_state, prefill, random_file
 from benchmarks.measure import ChildFailedError, ChildTimeoutError, prefault, run_child
 from benchmarks.peers import CONTESTANTS, Spec
 from benchmarks.servers import Server, Store, StoreError, local_server_available, start_server
@@ -55,8 +54,6 @@ BUCKET = "asynctransfer-bench"
 SOURCE_KEY = "bench/source.bin"
 WARM_KEY = "bench/warm.bin"
 _MIB = 1024**2
-_CHUNK = 64 * _MIB
-_FILL = b"\x5a" * _CHUNK  # what a preallocated destination holds before the download
 # Memory touched before each child: twice the file (page cache, buffers) and the interpreter.
 _PREFAULT_EXTRA = 256 * _MIB
 
@@ -103,44 +100,6 @@ def ensure_peers_venv() -> tuple[str, float]:
         return str(python), elapsed
 
 
-# --------------------------------------------------------------------------- files and checks
-
-
-def _random_file(path: str, size: int) -> str:
-    """Write ``size`` random bytes to ``path`` (and fsync); return their xxh3-128."""
-    hasher = xxhash.xxh3_128()
-    with open(path, "wb") as f:
-        remaining = size
-        while remaining > 0:
-            chunk = os.urandom(min(_CHUNK, remaining))
-            f.write(chunk)
-            hasher.update(chunk)
-            remaining -= len(chunk)
-        f.flush()
-        os.fsync(f.fileno())
-    return hasher.hexdigest()
-
-
-def _prefill(path: str, size: int) -> None:
-    """A preallocated destination: ``size`` bytes that are not the source's, on disk."""
-    with open(path, "wb") as f:
-        remaining = size
-        while remaining > 0:
-            remaining -= f.write(memoryview(_FILL)[: min(_CHUNK, remaining)])
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _file_digest(path: str) -> tuple[int, str]:
-    hasher = xxhash.xxh3_128()
-    count = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
-            count += len(chunk)
-    return count, hasher.hexdigest()
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -184,7 +143,7 @@ class Bench:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(file)
             if dest == "prealloc":
-                _prefill(file, size)
+                prefill(file, size)
         spec = Spec(
             contestant=contestant,
             direction="upload" if direction == "upload" else "download",
@@ -230,7 +189,7 @@ class Bench:
         if direction == "download":
             method = "downloaded file: size + xxh3-128 vs the source"
             with contextlib.suppress(FileNotFoundError):  # no file: the check fails below
-                got_size, got = _file_digest(file)
+                got_size, got = file_digest(file)
                 os.remove(file)
         else:
             method = "uploaded object read back (GET): size + xxh3-128 vs the source"
@@ -352,26 +311,6 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds: the child is killed, the server stopped, tmp removed
 
 
-def _git_state() -> dict[str, Any]:
-    """The commit measured, and whether the work tree differed from it (read-only git calls)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-
-
 def _child_env() -> dict[str, str]:
     """Dummy credentials, no user AWS config or proxies: every client talks to 127.0.0.1."""
     env = {
@@ -444,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.create_bucket()
         source, warm = os.path.join(tmp, "source.bin"), os.path.join(tmp, "warm.bin")
         _log(f"writing {args.size / _MIB:.1f} MiB of random bytes; putting it as {SOURCE_KEY}")
-        digest = _random_file(source, args.size)
-        warm_digest = _random_file(warm, warm_size)
+        digest = random_file(source, args.size)
+        warm_digest = random_file(warm, warm_size)
         for key, path, want in ((SOURCE_KEY, source, digest), (WARM_KEY, warm, warm_digest)):
             store.put_file(key, path)
             if store.digest(key) != (os.path.getsize(path), want):
@@ -489,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "peers_venv": str(PEERS_VENV),
             "peers_venv_build_s": build_s,
             "total_s": time.perf_counter() - started,
-            "git": _git_state(),
+            "git": git_state(),
         },
         "contestants": {
             c: {"call": CONTESTANTS[c].call, "versions": versions.get(c, {})}

@@ -1,7 +1,7 @@
 """What ``python -m benchmarks http`` reports: statistics per case, the Markdown table, the chart.
 
-The shapes follow ``benchmarks.chart`` (the S3 suite's), whose functions are tied to the S3
-cases; here a case is where a download goes (``new``, ``prealloc``, ``devnull``, see
+The statistics and cells are ``benchmarks.chart``'s (the S3 suite's), given this suite's cases
+and metrics; here a case is where a download goes (``new``, ``prealloc``, ``devnull``, see
 ``benchmarks.peers.http_child.CASES``) and the server is nginx. Per (contestant, case) every
 metric gets its median, min and max, and the interquartile range once there are four runs or
 more. Ratios: asynctransfer's median over each other contestant's, and asynctransfer-nofsync's
@@ -14,9 +14,9 @@ case, one bar per contestant, whiskers from min to max. matplotlib is imported o
 
 from __future__ import annotations
 
-import statistics
 from typing import TYPE_CHECKING, Any
 
+from benchmarks import chart
 from benchmarks.peers.http_child import CASES
 
 if TYPE_CHECKING:
@@ -40,33 +40,9 @@ RATIO_METRICS = ("mb_per_s", "cpu_s_per_gib", "peak_rss_mib")
 OURS = ("asynctransfer", "asynctransfer-nofsync")
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    out = {"median": statistics.median(values), "min": min(values), "max": max(values)}
-    if len(values) >= 4:
-        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-        out.update(q1=q1, q3=q3)
-    return out
-
-
 def summarize(runs: list[dict[str, Any]], contestants: Sequence[str]) -> list[dict[str, Any]]:
     """One row per (case, contestant) that has checked runs: ``{metric: spread}`` and ``runs``."""
-    rows: list[dict[str, Any]] = []
-    for case in CASES:
-        for contestant in contestants:
-            mine = [
-                r
-                for r in runs
-                if r["case"] == case and r["contestant"] == contestant and r["check"]["ok"]
-            ]
-            if not mine:
-                continue
-            row: dict[str, Any] = {"contestant": contestant, "case": case, "runs": len(mine)}
-            for metric in METRICS:
-                values = [float(r[metric]) for r in mine if r.get(metric) is not None]
-                if values:
-                    row[metric] = _spread(values)
-            rows.append(row)
-    return rows
+    return chart.summarize(runs, contestants, CASES, METRICS)
 
 
 def ratios(
@@ -96,28 +72,9 @@ def ratios(
 
 def title(parameters: dict[str, Any]) -> str:
     return (
-        f"HTTP GET of {_bytes(parameters['size'])} from nginx, parts {_bytes(parameters['part_size'])},"
+        f"HTTP GET of {chart.human_bytes(parameters['size'])} from nginx, parts {chart.human_bytes(parameters['part_size'])},"
         f" concurrency {parameters['concurrency']}, {parameters['repeat']} round(s)"
     )
-
-
-def _bytes(n: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:g} {unit}"
-    return f"{n} B"
-
-
-def _cell(spread: dict[str, float] | None, digits: int) -> str:
-    if spread is None:
-        return "-"
-    text, low, high = (f"{spread[k]:.{digits}f}" for k in ("median", "min", "max"))
-    if low == high:  # one run, or all alike at this precision: no spread to show
-        return text
-    text += f" ({low}-{high})"
-    if "q1" in spread:
-        text += f" [IQR {spread['q1']:.{digits}f}-{spread['q3']:.{digits}f}]"
-    return text
 
 
 def markdown(
@@ -143,9 +100,9 @@ def markdown(
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     lines.extend(
-        f"| {row['contestant']} | {CASES[row['case']]} | {_cell(row.get('mb_per_s'), 0)} | "
-        f"{_cell(row.get('cpu_s_per_gib'), 2)} | {_cell(row.get('peak_rss_mib'), 0)} | "
-        f"{_cell(row.get('server_cpu_s_per_gib'), 2)} | {row['runs']} |"
+        f"| {row['contestant']} | {CASES[row['case']]} | {chart.cell(row.get('mb_per_s'), 0)} | "
+        f"{chart.cell(row.get('cpu_s_per_gib'), 2)} | {chart.cell(row.get('peak_rss_mib'), 0)} | "
+        f"{chart.cell(row.get('server_cpu_s_per_gib'), 2)} | {row['runs']} |"
         for row in summary
     )
     if ratio_table:

@@ -41,9 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import xxhash
-
 from benchmarks import http_report as report
+from benchmarks.files import file_digest, git_state, prefill, random_file
 from benchmarks.measure import ChildFailedError, ChildTimeoutError, prefault, run_child
 from benchmarks.nginx import nginx_binary, nginx_server
 from benchmarks.peers.http_child import CASES, HTTP_CONTESTANTS, Case, HttpSpec
@@ -59,8 +58,6 @@ SOURCE_NAME = "source.bin"
 WARM_NAME = "warm.bin"
 _MIB = 1024**2
 _GIB = 1024**3
-_CHUNK = 64 * _MIB
-_FILL = b"\x5a" * _CHUNK  # what a preallocated destination holds before the download
 # Memory touched before each child: twice the file (page cache, buffers) and the interpreter.
 _PREFAULT_EXTRA = 256 * _MIB
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -71,7 +68,7 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
-# --------------------------------------------------------------------------- files and nginx
+# --------------------------------------------------------------------------- nginx
 
 
 @dataclass(frozen=True)
@@ -81,41 +78,6 @@ class Source:
     name: str
     size: int
     digest: str
-
-
-def _random_file(path: str, size: int) -> str:
-    """Write ``size`` random bytes to ``path`` (and fsync); return their xxh3-128."""
-    hasher = xxhash.xxh3_128()
-    with open(path, "wb") as f:
-        remaining = size
-        while remaining > 0:
-            chunk = os.urandom(min(_CHUNK, remaining))
-            f.write(chunk)
-            hasher.update(chunk)
-            remaining -= len(chunk)
-        f.flush()
-        os.fsync(f.fileno())
-    return hasher.hexdigest()
-
-
-def _prefill(path: str, size: int) -> None:
-    """A preallocated destination: ``size`` bytes that are not the source's, on disk."""
-    with open(path, "wb") as f:
-        remaining = size
-        while remaining > 0:
-            remaining -= f.write(memoryview(_FILL)[: min(_CHUNK, remaining)])
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _file_digest(path: str) -> tuple[int, str]:
-    hasher = xxhash.xxh3_128()
-    count = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
-            count += len(chunk)
-    return count, hasher.hexdigest()
 
 
 def _nginx_cpu_seconds(master: int) -> float:
@@ -180,7 +142,7 @@ class Suite:
             dest = os.path.join(self.out_dir, f"{contestant}-{case}.bin")
             self._remove(dest)
             if case == "prealloc":
-                _prefill(dest, source.size)
+                prefill(dest, source.size)
         spec = HttpSpec(
             contestant=contestant,
             url=url,
@@ -247,7 +209,7 @@ class Suite:
         if case != "devnull":
             method = "file on disk: size + xxh3-128 vs the source"
             with contextlib.suppress(FileNotFoundError):  # no file: the check fails below
-                got_size, got = _file_digest(dest)
+                got_size, got = file_digest(dest)
             Suite._remove(dest)
         elif "result" in extra:
             method = "DownloadResult: size + xxh3-128 of the streamed bytes vs the source"
@@ -281,7 +243,7 @@ def _play(suite: Suite, contestants: list[str], warm: Source, main: Source) -> N
                 suite.run(c, case, main, repeat=r)
 
 
-# --------------------------------------------------------------------------- versions, git
+# --------------------------------------------------------------------------- versions
 
 
 def _first_line(command: Sequence[str]) -> str:
@@ -307,29 +269,6 @@ def _versions(contestants: Sequence[str]) -> dict[str, dict[str, str]]:
                 versions[dist] = "-"
         out[name] = versions
     return out
-
-
-def _git_state() -> dict[str, Any]:
-    """The commit measured, and whether the work tree differed from it (read-only git calls)."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args],
-            cwd=BENCH_DIR.parent,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-
-
-# --------------------------------------------------------------------------- command line
 
 
 def _size(text: str) -> int:
@@ -447,9 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chmod(root, 0o755)
         _log(f"writing {args.size / _MIB:.1f} MiB of random bytes to {root}/{SOURCE_NAME}")
         main_source = Source(
-            SOURCE_NAME, args.size, _random_file(f"{root}/{SOURCE_NAME}", args.size)
+            SOURCE_NAME, args.size, random_file(f"{root}/{SOURCE_NAME}", args.size)
         )
-        warm = Source(WARM_NAME, warm_size, _random_file(f"{root}/{WARM_NAME}", warm_size))
+        warm = Source(WARM_NAME, warm_size, random_file(f"{root}/{WARM_NAME}", warm_size))
         server = stack.enter_context(nginx_server(root))
         _log(f"nginx at {server.url} (pid {server.pid})")
         if not _ping(f"{server.url}/{WARM_NAME}"):
@@ -496,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "matplotlib": importlib.metadata.version("matplotlib"),
             "nginx": nginx_version,
             "total_s": time.perf_counter() - started,
-            "git": _git_state(),
+            "git": git_state(),
         },
         "contestants": {
             c: {
