@@ -36,6 +36,7 @@ __all__ = [
     "LocalS3",
     "LocalS3Process",
     "MotoServer",
+    "announced_url",
     "free_port",
     "local_s3",
     "local_s3_process",
@@ -196,7 +197,7 @@ def local_s3_process(
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr) as process,
     ):
         try:
-            url = _announced_url(process, timeout)
+            url = announced_url(process, timeout)
         except BaseException as exc:
             process.kill()
             process.wait()
@@ -212,8 +213,9 @@ def local_s3_process(
             stop_process(process)
 
 
-def _announced_url(process: subprocess.Popen[bytes], timeout: float) -> str:
-    """The URL in the server's first stdout line, ``listening on http://HOST:PORT``."""
+def announced_url(process: subprocess.Popen[bytes], timeout: float) -> str:
+    """The URL in a server process's first stdout line, ``listening on http://HOST:PORT`` (as
+    ``asynctransfer serve`` and the test servers print it)."""
     assert process.stdout is not None
     readable, _, _ = select.select([process.stdout], [], [], timeout)
     if not readable:

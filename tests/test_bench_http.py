@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,35 +19,10 @@ import pytest
 from benchmarks.nginx import nginx_binary
 from benchmarks.peers.http_child import CASES, HTTP_CONTESTANTS
 
+from .test_bench_harness import _run_bounded
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _run_bounded(
-    command: list[str], env: dict[str, str], tmp: Path, *, timeout: float
-) -> tuple[str, str]:
-    """Run the suite; past ``timeout``, SIGTERM it (it then stops nginx and its child) and, if
-    it still runs 30 s later, SIGKILL its whole process group (its own session)."""
-    out_path, err_path = tmp / "stdout", tmp / "stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=err, start_new_session=True
-        )
-        try:
-            status = process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            status = None
-    stdout = out_path.read_text(encoding="utf-8", errors="replace")
-    stderr = err_path.read_text(encoding="utf-8", errors="replace")
-    assert status is not None, f"timed out after {timeout} s\n{stderr[-5000:]}"
-    assert status == 0, f"exit status {status}\n{stdout}\n{stderr[-5000:]}"
-    return stdout, stderr
 
 
 @pytest.mark.timeout(240)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import shutil
 import socket
 import subprocess
@@ -33,7 +32,7 @@ from urllib.parse import quote
 
 import pytest
 
-from asynctransfer.testing import free_port, stop_process
+from asynctransfer.testing import announced_url, free_port, stop_process
 from benchmarks.nginx import nginx_binary, nginx_server
 
 if TYPE_CHECKING:
@@ -108,17 +107,6 @@ class HttpOrigin(StaticServer):
         return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
-def listening_url(process: subprocess.Popen[bytes], timeout: float) -> str:
-    assert process.stdout is not None
-    readable, _, _ = select.select([process.stdout], [], [], timeout)
-    if not readable:
-        raise TimeoutError(f"no 'listening on' line within {timeout} s")
-    line = process.stdout.readline().decode().strip()
-    if not line.startswith("listening on "):
-        raise OriginError(f"unexpected first line {line!r}")
-    return line.removeprefix("listening on ")
-
-
 @contextlib.contextmanager
 def http_origin_process(root: Path, *, timeout: float = 20.0) -> Iterator[HttpOrigin]:
     """Run ``tests/http_origin.py`` serving ``root`` on a free port; stop it on exit."""
@@ -129,7 +117,7 @@ def http_origin_process(root: Path, *, timeout: float = 20.0) -> Iterator[HttpOr
     ):
         try:
             try:
-                url = listening_url(process, timeout)
+                url = announced_url(process, timeout)
             except Exception as exc:
                 stop_process(process)
                 stderr.seek(0)

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from asynctransfer.testing import stop_process
+from asynctransfer.testing import announced_url, stop_process
 
 from ..conftest import random_bytes
-from .conftest import OriginError, listening_url
+from .conftest import OriginError
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -404,7 +404,7 @@ def test_runs_by_path_and_stops_on_sigterm(tmp_path: Path) -> None:
     command = [sys.executable, str(script), "--root", str(tmp_path), "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         try:
-            url = listening_url(process, timeout=20)
+            url = announced_url(process, timeout=20)
             assert fetch(url + "/file.bin", range="bytes=1-").body == b"bc"
         finally:
             stop_process(process)
