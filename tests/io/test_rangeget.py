@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
+import anyio
 import pytest
 
 from asynctransfer import NetworkError, ProtocolViolationError, TransferTimeoutError
@@ -59,8 +60,20 @@ async def serve() -> AsyncIterator[Callable[[Script], Awaitable[Server]]]:
         await server.wait_closed()
 
 
+_clients: list[RangeClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 def client(read_timeout: float = 5.0) -> RangeClient:
-    return RangeClient(max_idle=4, connect_timeout=5.0, read_timeout=read_timeout)
+    c = RangeClient(max_idle=4, connect_timeout=5.0, read_timeout=read_timeout)
+    _clients.append(c)
+    return c
 
 
 def ok_206(body: bytes, offset: int, total: int, extra: bytes = b"") -> bytes:
@@ -237,3 +250,52 @@ async def test_a_closed_idle_connection_is_retried_once_on_a_new_one(
         head, _ = await c.get_into(state.url, [], memoryview(target))
         assert (head.status, target) == (206, bytearray(b"abcd"))
     assert state.connections == 3
+
+
+async def test_cancelling_a_stalled_get_returns_at_once_and_drops_the_connection(
+    serve: Callable[[Script], Awaitable[Server]],
+) -> None:
+    state: Server
+    closed = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, state)
+        writer.write(b"HTTP/1.1 206 X\r\nContent-Length: 8\r\n\r\nab")
+        await writer.drain()
+        await reader.read()  # until the client lets go
+        closed.set()
+
+    state = await serve(script)
+    target = bytearray(8)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with anyio.move_on_after(0.3) as scope:
+        await client(read_timeout=30).get_into(state.url, [], memoryview(target))
+    assert scope.cancelled_caught
+    assert loop.time() - started < 5, "the cancelled GET waited for its read timeout"
+    await asyncio.wait_for(closed.wait(), 5)
+    assert target == bytearray(b"ab\0\0\0\0\0\0")
+
+
+async def test_an_idle_connection_with_unasked_bytes_is_not_reused(
+    serve: Callable[[Script], Awaitable[Server]],
+) -> None:
+    state: Server
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader, state)
+        writer.write(ok_206(b"abcd", 0, 8))
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        writer.write(b"JUNK")  # after the body: the next answer would start with it
+        await writer.drain()
+        await read_request(reader, state)
+
+    state = await serve(script)
+    c = client()
+    for _ in range(2):
+        target = bytearray(4)
+        head, _ = await c.get_into(state.url, [], memoryview(target))
+        assert (head.status, target) == (206, bytearray(b"abcd"))
+        await asyncio.sleep(0.1)
+    assert state.connections == 2
