@@ -16,6 +16,7 @@ from ._errors import (
     RemoteError,
     ServerError,
     SlowDownError,
+    SourceChangedError,
     TransferError,
     TransferTimeoutError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "RemoteError",
     "ServerError",
     "SlowDownError",
+    "SourceChangedError",
     "TransferConfig",
     "TransferError",
     "TransferTimeoutError",

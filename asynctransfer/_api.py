@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Self
 import anyio
 import anyio.to_thread
 
+from ._checkpoints import CheckpointArg, resolve
 from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
 from ._download_url import UrlDownload
 from ._engine import DownloadOptions, Engine, EngineStatistics
@@ -191,13 +192,30 @@ class Transferer:
             )
         return self._engine
 
-    async def upload(self, src: StrPath, dest: str) -> UploadResult:
-        """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``)."""
+    async def upload(
+        self,
+        src: StrPath,
+        dest: str,
+        *,
+        checkpoint: CheckpointArg = None,
+        restart: bool = True,
+    ) -> UploadResult:
+        """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``).
+
+        ``checkpoint``: ``True`` (a file under the user's cache directory, named after ``src``
+        and ``dest``) or a path. The multipart upload is then recorded there as its parts land;
+        a failure or cancellation keeps it, and the next call with the same checkpoint sends
+        only the parts the store does not have (verified against the file). Without one, any
+        failure aborts the upload. ``restart``: if ``src`` changed since the checkpoint, abort
+        the old upload and start over; ``False``: raise SourceChangedError instead.
+        """
         path = _local_path(src, "upload source")
         address = _s3_address(dest, "upload destination")
         engine = self._require_engine()
+        source = os.path.abspath(path)  # noqa: ASYNC240  (getcwd only: no disk access)
+        file = resolve(checkpoint, "upload", source, str(address))
         with _one_error():
-            return await engine.upload(path, address)
+            return await engine.upload(path, address, file, restart)
 
     async def download(
         self,
@@ -249,14 +267,22 @@ class Transferer:
         return f"<Transferer {self._state.name}>"
 
 
-async def upload(src: StrPath, dest: str, *, config: TransferConfig | None = None) -> UploadResult:
+async def upload(
+    src: StrPath,
+    dest: str,
+    *,
+    config: TransferConfig | None = None,
+    checkpoint: CheckpointArg = None,
+    restart: bool = True,
+) -> UploadResult:
     """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``) in a one-off session.
 
-    Multipart in parallel above ``config.part_size``; the multipart upload is aborted on any
-    failure or cancellation.
+    Multipart in parallel above ``config.part_size``. Without ``checkpoint`` the multipart
+    upload is aborted on any failure or cancellation; with one it is kept for the next call to
+    resume. See :meth:`Transferer.upload`.
     """
     async with Transferer(config) as transferer:
-        return await transferer.upload(src, dest)
+        return await transferer.upload(src, dest, checkpoint=checkpoint, restart=restart)
 
 
 async def download(

@@ -30,7 +30,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -50,12 +50,12 @@ from ._core.retry import full_jitter
 from ._errors import (
     IntegrityError,
     InvalidRequestError,
-    LocalFileError,
     NetworkError,
     ObjectChangedError,
     ObjectTooLargeError,
     PreconditionFailedError,
     ProtocolViolationError,
+    SourceChangedError,
     TransferError,
 )
 from ._io import hashing, local
@@ -66,11 +66,13 @@ from ._io.s3 import error_document, remote_error
 from ._results import DownloadResult, UploadResult
 from ._sinks import FileSink, Sink, StreamSink, Writable
 from ._turns import Turns
+from ._upload import MultipartUpload, checksum_kwargs, read_part
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
     from typing import TypeAlias
 
+    from ._checkpoints import CheckpointFile
     from ._core.http1 import ResponseHead
     from ._core.urls import S3Address
     from ._io.s3 import ObjectInfo, PutResult, S3Driver
@@ -139,34 +141,6 @@ class EngineStatistics:
     bytes_received: int
 
 
-def _checksum_kwargs(algorithm: str, digest: bytes | None) -> dict[str, str]:
-    if digest is None:
-        return {}
-    if algorithm == "crc32c":
-        # Both, as the SDKs send them: the store verifies the value, and botocore, seeing it
-        # precomputed, neither hashes again nor switches to an aws-chunked trailer.
-        return {"ChecksumAlgorithm": "CRC32C", "ChecksumCRC32C": hashing.b64(digest)}
-    return {"ContentMD5": hashing.b64(digest)}
-
-
-def _read_part(
-    source: local.SourceFile,
-    buf: bytearray,
-    offset: int,
-    algorithm: str,
-    whole: hashing.Hasher,
-) -> bytes | None:
-    """Worker thread: fill ``buf`` from the file, update the whole-file digest, hash the part."""
-    view = memoryview(buf)
-    local.pread_exact(source.fd, view, offset, source.path)
-    whole.update(view)
-    if algorithm == "none":
-        return None
-    part = hashing.new_hasher(algorithm)
-    part.update(view)
-    return part.digest()
-
-
 class Engine:
     """Shared state of one Transferer: limits, buffers and the S3 driver."""
 
@@ -221,6 +195,9 @@ class Engine:
         """The engine's own ranged-GET client; None when a proxy applies to the endpoint."""
         return self._direct
 
+    def count_sent(self, nbytes: int) -> None:
+        self._bytes_sent += nbytes
+
     def backoff(self, attempt: int) -> float:
         return full_jitter(attempt, self._rng)
 
@@ -262,16 +239,28 @@ class Engine:
 
     # ---------------------------------------------------------------- upload
 
-    async def upload(self, path: str, dest: S3Address) -> UploadResult:
+    async def upload(
+        self,
+        path: str,
+        dest: S3Address,
+        checkpoint: CheckpointFile | None = None,
+        restart: bool = True,
+    ) -> UploadResult:
+        """``checkpoint``: where an interrupted multipart upload is recorded and resumed from
+        (None: abort it on failure). ``restart``: when the source changed since the checkpoint,
+        start over (else SourceChangedError)."""
         url = str(dest)
         started = time.perf_counter()
         source = await anyio.to_thread.run_sync(local.open_source, path)
+        reused = (0, 0)
         try:
             plan = self._plan_upload(source.size, url)
             whole = hashing.new_hasher("xxh3")
             algorithm = self.config.checksum
             if plan.multipart:
-                put, parts = await self._upload_multipart(source, dest, plan, whole), len(plan)
+                upload = MultipartUpload(self, source, dest, plan, whole, checkpoint)
+                put, parts = await upload.run(restart), len(plan)
+                reused = (upload.reused_parts, upload.reused_bytes)
             else:
                 put, parts = await self._upload_single(source, dest, whole), 1
         finally:
@@ -287,12 +276,14 @@ class Engine:
             checksum_algorithm=algorithm,
             checksums=put.checksums,
             xxh3_128=whole.digest().hex(),
+            reused_parts=reused[0],
+            reused_bytes=reused[1],
         )
 
-    async def _check_unchanged(self, source: local.SourceFile) -> None:
+    async def check_unchanged(self, source: local.SourceFile) -> None:
         st = await anyio.to_thread.run_sync(os.stat, source.path)
         if st.st_size != source.size or st.st_mtime_ns != source.mtime_ns:
-            raise LocalFileError(
+            raise SourceChangedError(
                 f"{source.path}: the file changed while it was being uploaded", url=source.path
             )
 
@@ -303,12 +294,12 @@ class Engine:
         algorithm = self.config.checksum
         buf = await self.pool.acquire(source.size)
         try:
-            digest = await anyio.to_thread.run_sync(_read_part, source, buf, 0, algorithm, whole)
-            await self._check_unchanged(source)
+            digest, _ = await anyio.to_thread.run_sync(read_part, source, buf, 0, algorithm, whole)
+            await self.check_unchanged(source)
             await self._throttle(len(buf))
             async with self.limiter:
                 put = await self.s3.put_object(
-                    dest.bucket, dest.key, buf, _checksum_kwargs(algorithm, digest), url
+                    dest.bucket, dest.key, buf, checksum_kwargs(algorithm, digest), url
                 )
             self._bytes_sent += len(buf)
         finally:
@@ -323,83 +314,7 @@ class Engine:
                 )
         return put
 
-    async def _upload_multipart(
-        self, source: local.SourceFile, dest: S3Address, plan: Plan, whole: hashing.Hasher
-    ) -> PutResult:
-        url = str(dest)
-        algorithm = self.config.checksum
-        await self._throttle(0)
-        upload_id = await self.s3.create_multipart_upload(
-            dest.bucket, dest.key, "CRC32C" if algorithm == "crc32c" else None, url
-        )
-        sent: dict[int, tuple[PutResult, bytes | None]] = {}
-        try:
-            async with anyio.create_task_group() as tg:
-                for part in plan:
-                    buf = await self.pool.acquire(part.length)
-                    try:
-                        digest = await anyio.to_thread.run_sync(
-                            _read_part, source, buf, part.offset, algorithm, whole
-                        )
-                    except BaseException:
-                        self.pool.release(buf)
-                        raise
-                    tg.start_soon(self._send_part, dest, upload_id, part, buf, digest, sent)
-            digests: list[bytes] = []
-            listed: list[dict[str, Any]] = []
-            for number in range(1, len(plan) + 1):
-                put, digest = sent[number]
-                if digest is not None:
-                    digests.append(digest)
-                entry: dict[str, Any] = {"PartNumber": number, "ETag": put.etag}
-                if algorithm == "crc32c" and digest is not None:
-                    entry["ChecksumCRC32C"] = hashing.b64(digest)
-                listed.append(entry)
-            await self._check_unchanged(source)
-            await self._throttle(0)
-            result = await self.s3.complete_multipart_upload(
-                dest.bucket, dest.key, upload_id, listed, url
-            )
-        except BaseException:
-            await self._abort(dest, upload_id)
-            raise
-        if algorithm == "crc32c":
-            theirs = result.checksums.get("CRC32C")
-            ours = hashing.composite_crc32c(digests)
-            if theirs is not None and "-" in theirs and theirs != ours:
-                raise IntegrityError(
-                    f"{url}: the store's composite CRC32C {theirs} differs from ours {ours}",
-                    url=url,
-                )
-        return result
-
-    async def _send_part(
-        self,
-        dest: S3Address,
-        upload_id: str,
-        part: Part,
-        buf: bytearray,
-        digest: bytes | None,
-        sent: dict[int, tuple[PutResult, bytes | None]],
-    ) -> None:
-        try:
-            await self._throttle(part.length)
-            async with self.limiter:
-                put = await self.s3.upload_part(
-                    dest.bucket,
-                    dest.key,
-                    upload_id,
-                    part.number,
-                    buf,
-                    _checksum_kwargs(self.config.checksum, digest),
-                    str(dest),
-                )
-            self._bytes_sent += part.length
-            sent[part.number] = (put, digest)
-        finally:
-            self.pool.release(buf)
-
-    async def _abort(self, dest: S3Address, upload_id: str) -> None:
+    async def abort(self, dest: S3Address, upload_id: str) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_ABORT_TIMEOUT) as scope:
             try:
                 await self.s3.abort_multipart_upload(dest.bucket, dest.key, upload_id, str(dest))

@@ -5,6 +5,7 @@ TransferError                       base; .url names the object or file concerne
 ├── InvalidRequestError(ValueError)  bad input or config, raised before any request
 │   └── ObjectTooLargeError             the object exceeds max_object_size / 10,000 parts x 5 GiB
 ├── LocalFileError(OSError)          the local file cannot be read or written (missing, a directory, disk full)
+│   └── SourceChangedError              the file changed during an upload, or since the checkpoint
 ├── RemoteError                      the store answered with an error; .status, .code, .request_id
 │   ├── NotFoundError                   404: NoSuchBucket, NoSuchKey, NoSuchUpload
 │   ├── AccessDeniedError               401/403, bad credentials; never retried
@@ -37,6 +38,7 @@ __all__ = [
     "RemoteError",
     "ServerError",
     "SlowDownError",
+    "SourceChangedError",
     "TransferError",
     "TransferTimeoutError",
 ]
@@ -62,6 +64,11 @@ class ObjectTooLargeError(InvalidRequestError):
 
 class LocalFileError(TransferError, OSError):
     """A local file could not be read or written."""
+
+
+class SourceChangedError(LocalFileError):
+    """The source file changed while it was being uploaded, or since the checkpoint of an
+    interrupted upload was written (with ``restart=False``)."""
 
 
 class RemoteError(TransferError):

@@ -25,6 +25,9 @@ class UploadResult:
     """Checksums the store returned for the object (base64, S3's names: ``CRC32C``...)."""
     xxh3_128: str
     """Hex xxh3-128 of the whole file's bytes, as read while sending."""
+    reused_parts: int = 0
+    """Parts an interrupted run had sent that this one kept (verified, not sent again)."""
+    reused_bytes: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,3 +48,6 @@ class DownloadResult:
     against (empty when the store gave none that can be checked)."""
     xxh3_128: str
     """Hex xxh3-128 of the bytes on disk."""
+    reused_parts: int = 0
+    """Ranges an interrupted run had written that this one kept (verified, not fetched again)."""
+    reused_bytes: int = 0

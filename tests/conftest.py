@@ -27,8 +27,9 @@ SMALL_PART = 256 * KiB
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _aws_environment() -> Iterator[None]:
-    """Dummy credentials for the local servers, and no user AWS config leaking in."""
+def _aws_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Dummy credentials for the local servers, no user AWS config leaking in, and default
+    checkpoints in a directory of the test run, not the user's cache."""
     saved = dict(os.environ)
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -39,6 +40,7 @@ def _aws_environment() -> Iterator[None]:
         AWS_DEFAULT_REGION="us-east-1",
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        ASYNCTRANSFER_CACHE_DIR=str(tmp_path_factory.mktemp("cache")),
     )
     yield
     os.environ.clear()

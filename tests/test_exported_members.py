@@ -24,6 +24,7 @@ EXPECTED_ALL = [
     "RemoteError",
     "ServerError",
     "SlowDownError",
+    "SourceChangedError",
     "TransferConfig",
     "TransferError",
     "TransferTimeoutError",

@@ -76,6 +76,11 @@ def new_hasher(name: str) -> Hasher:
     raise ValueError(f"unknown checksum {name!r}")
 
 
+def slice_xxh3(data: memoryview | bytes) -> str:
+    """Hex xxh3-64 of one slice: what checkpoints record per part and range."""
+    return xxhash.xxh3_64_hexdigest(data)
+
+
 def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 

@@ -22,6 +22,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import exceptions as bexc
 
+from .._core.checkpoint import ListedPart
 from .._core.ranges import RangeMismatchError, check_content_range, range_header
 from .._errors import (
     AccessDeniedError,
@@ -38,6 +39,7 @@ from .._errors import (
 )
 
 if TYPE_CHECKING:
+    import datetime
     from collections.abc import AsyncIterator, Iterator
     from contextlib import AsyncExitStack
 
@@ -189,6 +191,16 @@ class ObjectInfo:
     """S3 checksums the store returned, by name (``CRC32C``: base64, maybe ``-N`` suffixed)."""
     checksum_type: str | None
     """``FULL_OBJECT`` or ``COMPOSITE`` when the store says; None otherwise."""
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """A multipart upload that was created and neither completed nor aborted."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    initiated: datetime.datetime | None
 
 
 @dataclass(frozen=True)
@@ -360,6 +372,47 @@ class S3Driver:
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str, url: str) -> None:
         with map_errors(url):
             await self._client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, url: str
+    ) -> dict[int, ListedPart]:
+        """Every part of an open multipart upload, page by page (1,000 per page)."""
+        parts: dict[int, ListedPart] = {}
+        marker = 0
+        while True:
+            with map_errors(url):
+                r = await self._client.list_parts(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                )
+            for p in r.get("Parts", []):
+                number = int(p["PartNumber"])
+                parts[number] = ListedPart(
+                    number, str(p["ETag"]), int(p["Size"]), p.get("ChecksumCRC32C")
+                )
+            next_marker = int(r.get("NextPartNumberMarker") or 0)
+            if not r.get("IsTruncated") or next_marker <= marker:
+                return parts
+            marker = next_marker
+
+    async def list_multipart_uploads(
+        self, bucket: str, prefix: str, url: str
+    ) -> AsyncIterator[OpenUpload]:
+        """The open multipart uploads under ``prefix``, page by page."""
+        markers: dict[str, str] = {}
+        while True:
+            with map_errors(url):
+                r = await self._client.list_multipart_uploads(
+                    Bucket=bucket, Prefix=prefix, **markers
+                )
+            for u in r.get("Uploads", []):
+                yield OpenUpload(bucket, str(u["Key"]), str(u["UploadId"]), u.get("Initiated"))
+            key_marker, id_marker = r.get("NextKeyMarker"), r.get("NextUploadIdMarker")
+            if not r.get("IsTruncated") or not (key_marker or id_marker):
+                return
+            new = {"KeyMarker": key_marker or "", "UploadIdMarker": id_marker or ""}
+            if new == markers:
+                return
+            markers = new
 
     async def presign_get(
         self, bucket: str, key: str, version_id: str | None, url: str, expires: int = 3600

@@ -1,0 +1,337 @@
+"""A multipart upload, from CreateMultipartUpload (or a checkpoint) to Complete.
+
+With a checkpoint, the upload is recorded before its first part is sent and after every part
+the store acknowledges; a later run with the same checkpoint lists the upload's parts, keeps
+those whose bytes the store and the local file agree on, and sends only the rest. Without one,
+any failure aborts the upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+
+from ._core.checkpoint import (
+    CheckpointError,
+    LocalSlice,
+    PartRecord,
+    Reconciliation,
+    SourceIdentity,
+    UploadCheckpoint,
+    peek_upload,
+)
+from ._core.urls import S3Address
+from ._errors import (
+    IntegrityError,
+    InvalidRequestError,
+    LocalFileError,
+    NotFoundError,
+    SourceChangedError,
+)
+from ._io import hashing, local
+
+if TYPE_CHECKING:
+    from ._checkpoints import CheckpointFile, Saver
+    from ._core.plan import Part, Plan
+    from ._engine import Engine
+    from ._io.s3 import PutResult
+
+logger = logging.getLogger("asynctransfer")
+
+
+def checksum_kwargs(algorithm: str, digest: bytes | None) -> dict[str, str]:
+    if digest is None:
+        return {}
+    if algorithm == "crc32c":
+        # Both, as the SDKs send them: the store verifies the value, and botocore, seeing it
+        # precomputed, neither hashes again nor switches to an aws-chunked trailer.
+        return {"ChecksumAlgorithm": "CRC32C", "ChecksumCRC32C": hashing.b64(digest)}
+    return {"ContentMD5": hashing.b64(digest)}
+
+
+def read_part(
+    source: local.SourceFile,
+    buf: bytearray,
+    offset: int,
+    algorithm: str,
+    whole: hashing.Hasher,
+    slice_digests: bool = False,
+    md5: bool = False,
+) -> tuple[bytes | None, LocalSlice | None]:
+    """Worker thread: fill ``buf`` from the file, update the whole-file digest, hash the part.
+    ``slice_digests``: also the digests a checkpoint records or checks (``md5`` for a part the
+    store has that the checkpoint does not know)."""
+    view = memoryview(buf)
+    local.pread_exact(source.fd, view, offset, source.path)
+    whole.update(view)
+    digest = None
+    if algorithm != "none":
+        part = hashing.new_hasher(algorithm)
+        part.update(view)
+        digest = part.digest()
+    if not slice_digests:
+        return digest, None
+    return digest, LocalSlice(
+        xxh3=hashing.slice_xxh3(view),
+        md5=hashlib.md5(view).hexdigest() if md5 else None,
+        crc32c=hashing.b64(digest) if algorithm == "crc32c" and digest is not None else None,
+    )
+
+
+def identity(source: local.SourceFile) -> SourceIdentity:
+    return SourceIdentity(source.size, source.mtime_ns, source.device, source.inode)
+
+
+def keep_for_resume(exc: BaseException) -> bool:
+    """Whether a failed upload is worth resuming: not when the source changed, the input was
+    refused, or the upload is gone; yes for the network, the store's 5xx, a cancellation."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(keep_for_resume(e) for e in exc.exceptions)
+    return not isinstance(exc, (LocalFileError, IntegrityError, InvalidRequestError, NotFoundError))
+
+
+class MultipartUpload:
+    """One multipart upload of ``source`` to ``dest`` along ``plan``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: local.SourceFile,
+        dest: S3Address,
+        plan: Plan,
+        whole: hashing.Hasher,
+        checkpoint: CheckpointFile | None,
+    ) -> None:
+        self.engine = engine
+        self.source = source
+        self.dest = dest
+        self.url = str(dest)
+        self.plan = plan
+        self.whole = whole
+        self.checkpoint = checkpoint
+        self.algorithm = engine.config.checksum
+        self.reused_parts = 0
+        self.reused_bytes = 0
+        self._state: UploadCheckpoint | None = None
+        self._saver: Saver | None = None
+        self._sent: dict[int, tuple[str, bytes | None]] = {}
+
+    async def run(self, restart: bool) -> PutResult:
+        engine = self.engine
+        reconciliation = await self._resume(restart) if self.checkpoint is not None else None
+        if self._state is None:
+            await engine.throttle(0)
+            upload_id = await engine.s3.create_multipart_upload(
+                self.dest.bucket,
+                self.dest.key,
+                "CRC32C" if self.algorithm == "crc32c" else None,
+                self.url,
+            )
+            self._state = UploadCheckpoint(
+                bucket=self.dest.bucket,
+                key=self.dest.key,
+                upload_id=upload_id,
+                source_path=self.source.path,
+                source=identity(self.source),
+                size=self.plan.size,
+                part_size=self.plan.part_size,
+                checksum_algorithm=self.algorithm,
+            )
+        state = self._state
+        try:
+            if self.checkpoint is not None:
+                self._saver = self.checkpoint.saver(state.to_json)
+                await self._saver.save()  # before any part: no upload the checkpoint misses
+            result = await self._send_all(state.upload_id, reconciliation)
+        except BaseException as exc:
+            if self.checkpoint is not None and keep_for_resume(exc):
+                logger.warning(
+                    "%s: upload %s kept for resume (%d of %d parts in); checkpoint %s",
+                    self.url,
+                    state.upload_id,
+                    len(state.parts),
+                    len(self.plan),
+                    self.checkpoint.path,
+                )
+            else:
+                await engine.abort(self.dest, state.upload_id)
+                if self.checkpoint is not None:
+                    await self.checkpoint.remove()
+            raise
+        if self.checkpoint is not None:
+            await self.checkpoint.remove()
+        return result
+
+    async def _resume(self, restart: bool) -> Reconciliation | None:
+        """The checkpoint's upload, if it can go on: sets ``_state`` and says which parts the
+        store has. Otherwise clears the way for a fresh upload."""
+        assert self.checkpoint is not None
+        data = await self.checkpoint.read()
+        if data is None:
+            return None
+        where = self.checkpoint.path
+        try:
+            old = UploadCheckpoint.from_json(data)
+        except CheckpointError as exc:
+            logger.warning("%s: %s; starting a fresh upload", where, exc)
+            named = peek_upload(data)
+            if named is not None:
+                await self.engine.abort(S3Address(named[0], named[1]), named[2])
+            return None
+        foreign = (old.bucket, old.key, old.size, old.part_size, old.checksum_algorithm) != (
+            self.dest.bucket,
+            self.dest.key,
+            self.plan.size,
+            self.plan.part_size,
+            self.algorithm,
+        )
+        if foreign:
+            logger.warning(
+                "%s: the checkpoint describes another upload (s3://%s/%s, %d bytes in parts of "
+                "%d, %s); aborting it and starting fresh",
+                where,
+                old.bucket,
+                old.key,
+                old.size,
+                old.part_size,
+                old.checksum_algorithm,
+            )
+            await self.engine.abort(S3Address(old.bucket, old.key), old.upload_id)
+            return None
+        if old.source != identity(self.source):
+            if not restart:
+                raise SourceChangedError(
+                    f"{self.source.path}: the file changed since the interrupted upload "
+                    f"{old.upload_id} to {self.url} (checkpoint {where}); allow a restart to "
+                    "start over",
+                    url=self.source.path,
+                )
+            logger.warning(
+                "%s: the file changed since the interrupted upload; aborting %s and starting over",
+                self.source.path,
+                old.upload_id,
+            )
+            await self.engine.abort(self.dest, old.upload_id)
+            return None
+        try:
+            await self.engine.throttle(0)
+            listed = await self.engine.s3.list_parts(
+                self.dest.bucket, self.dest.key, old.upload_id, self.url
+            )
+        except NotFoundError:
+            logger.warning(
+                "%s: upload %s no longer exists (expired or aborted); starting fresh",
+                self.url,
+                old.upload_id,
+            )
+            return None
+        self._state = old
+        lengths = {p.number: p.length for p in self.plan}
+        reconciliation = Reconciliation(old, listed, lengths)
+        old.parts = {}  # refilled with what is verified below, and with what is sent
+        logger.info(
+            "%s: resuming upload %s: the store has %d part(s) of %d",
+            self.url,
+            old.upload_id,
+            len(listed),
+            len(self.plan),
+        )
+        return reconciliation
+
+    async def _send_all(self, upload_id: str, reconciliation: Reconciliation | None) -> PutResult:
+        engine = self.engine
+        candidates = reconciliation.candidates() if reconciliation is not None else set()
+        recording = self.checkpoint is not None
+        async with anyio.create_task_group() as tg:
+            for part in self.plan:
+                buf = await engine.pool.acquire(part.length)
+                try:
+                    check = reconciliation is not None and part.number in candidates
+                    digest, local_slice = await anyio.to_thread.run_sync(
+                        read_part,
+                        self.source,
+                        buf,
+                        part.offset,
+                        self.algorithm,
+                        self.whole,
+                        recording,
+                        check
+                        and reconciliation is not None
+                        and reconciliation.needs_md5(part.number),
+                    )
+                    if check and reconciliation is not None and local_slice is not None:
+                        record = reconciliation.keep(part.number, local_slice)
+                        if record is not None:
+                            self._keep(part, record, digest)
+                            engine.pool.release(buf)
+                            continue
+                except BaseException:
+                    engine.pool.release(buf)
+                    raise
+                tg.start_soon(self._send_part, upload_id, part, buf, digest, local_slice)
+        listed: list[dict[str, Any]] = []
+        digests: list[bytes] = []
+        for number in range(1, len(self.plan) + 1):
+            etag, digest = self._sent[number]
+            if digest is not None:
+                digests.append(digest)
+            entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
+            if self.algorithm == "crc32c" and digest is not None:
+                entry["ChecksumCRC32C"] = hashing.b64(digest)
+            listed.append(entry)
+        await engine.check_unchanged(self.source)
+        await engine.throttle(0)
+        result = await engine.s3.complete_multipart_upload(
+            self.dest.bucket, self.dest.key, upload_id, listed, self.url
+        )
+        if self.algorithm == "crc32c":
+            theirs = result.checksums.get("CRC32C")
+            ours = hashing.composite_crc32c(digests)
+            if theirs is not None and "-" in theirs and theirs != ours:
+                raise IntegrityError(
+                    f"{self.url}: the store's composite CRC32C {theirs} differs from ours {ours}",
+                    url=self.url,
+                )
+        return result
+
+    def _keep(self, part: Part, record: PartRecord, digest: bytes | None) -> None:
+        assert self._state is not None
+        self._state.parts[part.number] = record
+        self._sent[part.number] = (record.etag, digest)
+        self.reused_parts += 1
+        self.reused_bytes += part.length
+
+    async def _send_part(
+        self,
+        upload_id: str,
+        part: Part,
+        buf: bytearray,
+        digest: bytes | None,
+        local_slice: LocalSlice | None,
+    ) -> None:
+        engine = self.engine
+        try:
+            await engine.throttle(part.length)
+            async with engine.limiter:
+                put = await engine.s3.upload_part(
+                    self.dest.bucket,
+                    self.dest.key,
+                    upload_id,
+                    part.number,
+                    buf,
+                    checksum_kwargs(self.algorithm, digest),
+                    self.url,
+                )
+            engine.count_sent(part.length)
+        finally:
+            engine.pool.release(buf)
+        self._sent[part.number] = (put.etag, digest)
+        if self._saver is not None and local_slice is not None:
+            assert self._state is not None
+            checksum = put.checksums.get("CRC32C") or local_slice.crc32c
+            self._state.parts[part.number] = PartRecord(put.etag, local_slice.xxh3, checksum)
+            await self._saver.save()
