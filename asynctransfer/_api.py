@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import os
@@ -14,6 +15,7 @@ import anyio
 import anyio.to_thread
 
 from ._checkpoints import CheckpointArg, resolve
+from ._core.checkpoint import shown_source, source_digest
 from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
 from ._download_url import UrlDownload
 from ._engine import DownloadOptions, Engine, EngineStatistics
@@ -92,6 +94,18 @@ async def _destination(dest: StrPath | Writable, name: str, src: str) -> str | W
             )
         path = os.path.join(path, name)
     return path
+
+
+def _with_checkpoint(
+    options: DownloadOptions, checkpoint: CheckpointArg, src: str, target: str | Writable
+) -> DownloadOptions:
+    if not isinstance(target, str):
+        return options  # a stream cannot take back what it was given: nothing to resume
+    # The default name hashes the source with its query (another presigned URL is another
+    # source) but never its userinfo.
+    key = shown_source(src) + "#" + source_digest(src)
+    file = resolve(checkpoint, "download", key, os.path.abspath(target))
+    return dataclasses.replace(options, checkpoint=file)
 
 
 def _is_stream(dest: str | Writable) -> bool:
@@ -225,6 +239,7 @@ class Transferer:
         headers: Mapping[str, str] | None = None,
         expected_sha256: str | None = None,
         expected_xxh3: str | None = None,
+        checkpoint: CheckpointArg = None,
     ) -> DownloadResult:
         """Download ``src`` (``s3://bucket/key``, or an ``http(s)://`` URL) to ``dest``.
 
@@ -234,6 +249,12 @@ class Transferer:
         component. ``headers`` go with every request of a URL download (not to another origin
         that a redirect leads to). ``expected_sha256`` / ``expected_xxh3``: hex digests the
         bytes must have, else IntegrityError and no file.
+
+        ``checkpoint`` (into a file): ``True`` (a file under the user's cache directory, named
+        after ``src`` and ``dest``) or a path. A failed or cancelled download then keeps its
+        temporary file and records there which ranges it holds; the next call with the same
+        checkpoint checks the object is the same version and fetches only the rest (each kept
+        range verified against its recorded xxh3). A changed object starts from zero.
         """
         scheme = scheme_of(src)
         options = DownloadOptions(
@@ -244,6 +265,7 @@ class Transferer:
         if scheme in ("http", "https"):
             name = urllib.parse.unquote(urllib.parse.urlsplit(src).path.rsplit("/", 1)[-1])
             target = await _destination(dest, name, src)
+            options = _with_checkpoint(options, checkpoint, src, target)
             engine = self._require_engine()
             return await _restarting(
                 lambda: UrlDownload(engine, engine.http, src, target, options).run(),
@@ -253,6 +275,7 @@ class Transferer:
             raise InvalidRequestError("headers= applies to http(s):// URLs only", url=src)
         address = _s3_address(src, "download source")
         target = await _destination(dest, address.key.rstrip("/").rsplit("/", 1)[-1], src)
+        options = _with_checkpoint(options, checkpoint, str(address), target)
         engine = self._require_engine()
         return await _restarting(
             lambda: engine.download(address, target, options),
@@ -293,6 +316,7 @@ async def download(
     headers: Mapping[str, str] | None = None,
     expected_sha256: str | None = None,
     expected_xxh3: str | None = None,
+    checkpoint: CheckpointArg = None,
 ) -> DownloadResult:
     """Download ``src`` (``s3://bucket/key`` or an ``http(s)://`` URL) to ``dest`` (a path or
     a binary stream) in a one-off session, in parallel ranges pinned to one version. See
@@ -304,4 +328,5 @@ async def download(
             headers=headers,
             expected_sha256=expected_sha256,
             expected_xxh3=expected_xxh3,
+            checkpoint=checkpoint,
         )

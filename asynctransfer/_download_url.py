@@ -13,6 +13,7 @@ could not be pinned to one version.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import netrc
 import os
@@ -224,7 +225,10 @@ class UrlDownload:
         plan = plan_download(total, self.range_size)
         hashers = engine.hashers(self.options)
         try:
-            sink = await engine.open_sink(self.dest, total, plan, hashers)
+            resume, temp = await engine.open_resume(
+                self.options, self.dest, self.url, total, plan, validator
+            )
+            sink = await engine.open_sink(self.dest, total, plan, hashers, temp=temp, resume=resume)
         except BaseException:
             engine.pool.release(buf)
             raise
@@ -233,11 +237,19 @@ class UrlDownload:
             headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
         fetcher = _RangeFetcher(self, final, headers, validator, etag, total)
         try:
-            await engine.fetch_ranges(self.shown, plan, sink, fetcher, first=(first, buf, received))
-            return await self._finish(sink, hashers, size=total, parts=len(plan), etag=etag)
-        except BaseException:
-            sink.discard()
+            await engine.fetch_ranges(
+                self.shown, plan, sink, fetcher, first=(first, buf, received), resume=resume
+            )
+            result = await self._finish(sink, hashers, size=total, parts=len(plan), etag=etag)
+        except BaseException as exc:
+            await engine.interrupted(sink, resume, exc)
             raise
+        if resume is None:
+            return result
+        await resume.finished()
+        return dataclasses.replace(
+            result, reused_parts=resume.reused_parts, reused_bytes=resume.reused_bytes
+        )
 
     # ------------------------------------------------------------ one stream
 

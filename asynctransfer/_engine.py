@@ -64,6 +64,7 @@ from ._io.http import HttpDriver
 from ._io.rangeget import RangeClient, proxy_applies
 from ._io.s3 import error_document, remote_error
 from ._results import DownloadResult, UploadResult
+from ._resume import DownloadResume
 from ._sinks import FileSink, Sink, StreamSink, Writable
 from ._turns import Turns
 from ._upload import MultipartUpload, checksum_kwargs, read_part
@@ -92,8 +93,17 @@ _DIRECT_MIN_SIZE = 64 * 1024 * 1024
 is more likely to be read right away."""
 
 
-def _write_in_order(sink: Sink, part: Part, view: memoryview) -> None:
+def _store(sink: Sink, resume: DownloadResume | None, part: Part, view: memoryview) -> None:
     sink.write(part, view)
+    if resume is not None:
+        resume.record(part, view)
+
+
+def _store_in_order(
+    sink: Sink, resume: DownloadResume | None, part: Part, view: memoryview, stored: bool
+) -> None:
+    if not stored:
+        _store(sink, resume, part, view)
     sink.in_order(view[: part.length])
 
 
@@ -130,6 +140,9 @@ class DownloadOptions:
     expected_sha256: str | None = None
     expected_xxh3: str | None = None
     """Hex digests the downloaded bytes must have; else IntegrityError and no file."""
+    checkpoint: CheckpointFile | None = None
+    """Into a file: keep the temporary file and this checkpoint when the download fails, and
+    resume from them."""
 
 
 @dataclass(frozen=True)
@@ -342,10 +355,17 @@ class Engine:
             hashers["composite"] = hashing.PartwiseHasher(
                 composite.name.lower(), composite.part_size
             )
-        sink = await self.open_sink(dest, info.size, plan, hashers)
+        resume, temp = await self.open_resume(
+            options, dest, url, info.size, plan, info.etag, info.version_id
+        )
+        sink = await self.open_sink(dest, info.size, plan, hashers, temp=temp, resume=resume)
         try:
             await self.fetch_ranges(
-                url, plan, sink, functools.partial(self._fetch_s3_range, source, info)
+                url,
+                plan,
+                sink,
+                functools.partial(self._fetch_s3_range, source, info),
+                resume=resume,
             )
             for name, value in expected.items():
                 actual = hashing.b64(hashers[name].digest())
@@ -359,9 +379,11 @@ class Engine:
                 expected = {composite.name: str(composite)}
             self.check_expected(url, hashers, options)
             await anyio.to_thread.run_sync(sink.finish, info.size)
-        except BaseException:
-            sink.discard()
+        except BaseException as exc:
+            await self.interrupted(sink, resume, exc)
             raise
+        if resume is not None:
+            await resume.finished()
         return DownloadResult(
             url=url,
             path=dest if isinstance(dest, str) else "-",
@@ -372,6 +394,8 @@ class Engine:
             version_id=info.version_id,
             checksums=expected,
             xxh3_128=hashers["xxh3"].digest().hex(),
+            reused_parts=resume.reused_parts if resume is not None else 0,
+            reused_bytes=resume.reused_bytes if resume is not None else 0,
         )
 
     # ------------------------------------------------ download: shared by S3 and URLs
@@ -416,7 +440,11 @@ class Engine:
         hashers: dict[str, hashing.Hasher],
         *,
         direct: bool = True,
+        temp: str | None = None,
+        resume: DownloadResume | None = None,
     ) -> Sink:
+        """``temp``: an interrupted download's temporary file, to reuse; ``resume``: its
+        checkpoint, which learns the temporary file's name."""
         sink: Sink
         if isinstance(dest, str):
             direct = (
@@ -426,20 +454,56 @@ class Engine:
                 and size >= _DIRECT_MIN_SIZE
                 and plan.part_size % local.DIRECT_ALIGN == 0
             )
-            sink = await anyio.to_thread.run_sync(
+            if temp is not None:
+                opened = functools.partial(FileSink.reopen, dest, temp)
+            else:
+                opened = functools.partial(FileSink.create, dest, size)
+            file_sink = await anyio.to_thread.run_sync(
                 functools.partial(
-                    FileSink.create,
-                    dest,
-                    size,
-                    direct=direct,
-                    durable=self.config.durable,
-                    parts=len(plan),
+                    opened, direct=direct, durable=self.config.durable, parts=len(plan)
                 )
             )
+            if resume is not None:
+                resume.attach(file_sink.temp)
+            sink = file_sink
         else:
             sink = StreamSink(dest, Turns(len(plan)))
         sink.hashers = list(hashers.values())
         return sink
+
+    async def open_resume(
+        self,
+        options: DownloadOptions,
+        dest: str | Writable,
+        source: str,
+        size: int,
+        plan: Plan,
+        validator: str,
+        version_id: str | None = None,
+    ) -> tuple[DownloadResume | None, str | None]:
+        """The checkpoint of a download into a file, and the temporary file to reuse."""
+        if options.checkpoint is None or not isinstance(dest, str):
+            return None, None
+        return await DownloadResume.open(
+            options.checkpoint,
+            source=source,
+            dest=dest,
+            size=size,
+            part_size=plan.part_size,
+            validator=validator,
+            version_id=version_id,
+        )
+
+    @staticmethod
+    async def interrupted(sink: Sink, resume: DownloadResume | None, exc: BaseException) -> None:
+        """A download failed: keep its temporary file for resume, or remove it."""
+        if resume is not None and isinstance(sink, FileSink):
+            with anyio.CancelScope(shield=True):
+                keep = await resume.interrupted(exc)
+            if keep:
+                sink.keep()
+                return
+        sink.discard()
 
     async def fetch_ranges(
         self,
@@ -448,10 +512,13 @@ class Engine:
         sink: Sink,
         fetch: RangeFetch,
         first: tuple[Part, Buffer, int] | None = None,
+        resume: DownloadResume | None = None,
     ) -> None:
         """Every range of ``plan`` fetched into a pooled buffer, then into ``sink``. ``first``:
         a range whose first bytes (maybe all) are already in its buffer (a URL download's
-        first response)."""
+        first response). ``resume``: ranges an interrupted run wrote are read back from the
+        file, and fetched only if they no longer match their record; every range written is
+        recorded."""
         # A task cancelled before its first step never runs its try/finally: buffers handed
         # to tasks that never started are given back here.
         unstarted: dict[int, Buffer] = {}
@@ -475,11 +542,12 @@ class Engine:
                             None if received == part.length else fetch,
                             received,
                             window,
+                            resume,
                         )
                         continue
                     unstarted[part.number] = await window.acquire(self, sink.direct, part.length)
                     fetches.start_soon(
-                        self._fetch_part, url, part, unstarted, sink, fetch, 0, window
+                        self._fetch_part, url, part, unstarted, sink, fetch, 0, window, resume
                     )
         finally:
             if first is not None:
@@ -567,14 +635,25 @@ class Engine:
         fetch: RangeFetch | None,
         done: int,
         window: _Window,
+        resume: DownloadResume | None = None,
     ) -> None:
         """One range: fetched (``fetch`` None: already in its buffer; ``done``: bytes that
         are), retried from the byte where a broken body stopped, written, then handed to the
-        sink in plan order."""
+        sink in plan order. With ``resume``, a range the interrupted run wrote is read back
+        instead, if it still matches its record."""
         buf = unstarted.pop(part.number)
         try:
             view = memoryview(buf)
-            if fetch is not None:
+            # Not over bytes already received (a URL's first range): a failed check would
+            # have overwritten them.
+            reused = (
+                resume is not None
+                and fetch is not None
+                and done == 0
+                and part.number in resume.kept
+                and await anyio.to_thread.run_sync(resume.reuse, part, view)
+            )
+            if fetch is not None and not reused:
                 await self._throttle(part.length - done)
                 for attempt in range(1, self.config.max_attempts + 1):
                     if done >= part.length:  # the break came after the last byte
@@ -590,16 +669,20 @@ class Engine:
                             raise
                         logger.info("%s: retrying range at %d: %s", url, part.offset + done, exc)
                         await anyio.sleep(full_jitter(attempt, self._rng))
-            self._bytes_received += part.length
+            if not reused:
+                self._bytes_received += part.length
+            stored = reused or not sink.writes_ranges
             # One hop to a worker thread per range when it can be: each costs ~0.1 ms of loop.
             if sink.turns.is_next(part.number):
-                await anyio.to_thread.run_sync(_write_in_order, sink, part, view)
+                await anyio.to_thread.run_sync(_store_in_order, sink, resume, part, view, stored)
             else:
-                if sink.writes_ranges:
-                    await anyio.to_thread.run_sync(sink.write, part, view)
+                if not stored:
+                    await anyio.to_thread.run_sync(_store, sink, resume, part, view)
                 await sink.turns.wait(part.number)
                 await anyio.to_thread.run_sync(sink.in_order, view[: part.length])
             sink.turns.done(part.number)
+            if resume is not None and not reused:
+                await resume.save()
         finally:
             window.release(buf)
 

@@ -64,6 +64,14 @@ class FileSink:
         direct = direct and local.try_direct(fd)
         return cls(fd, temp, path, direct, durable, Turns(parts))
 
+    @classmethod
+    def reopen(cls, path: str, temp: str, *, direct: bool, durable: bool, parts: int) -> FileSink:
+        """The temporary file of an interrupted download, to fill in what it lacks."""
+        with local.map_os_errors(temp, "reopen the interrupted download's temporary file"):
+            fd = os.open(temp, os.O_RDWR | os.O_CLOEXEC)
+        direct = direct and local.try_direct(fd)
+        return cls(fd, temp, path, direct, durable, Turns(parts))
+
     def write(self, part: Part, data: memoryview) -> None:
         if self.direct:
             local.pwrite_direct(self.fd, data, part.offset, part.length, self.temp)
@@ -86,6 +94,12 @@ class FileSink:
             local.close_fd(self.fd)
             self.fd = -1
         local.discard(-1, self.temp)
+
+    def keep(self) -> None:
+        """The download failed but will resume: close the temporary file and leave it."""
+        if self.fd >= 0:
+            local.close_fd(self.fd)
+            self.fd = -1
 
 
 @dataclass

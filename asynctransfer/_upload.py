@@ -25,14 +25,9 @@ from ._core.checkpoint import (
     peek_upload,
 )
 from ._core.urls import S3Address
-from ._errors import (
-    IntegrityError,
-    InvalidRequestError,
-    LocalFileError,
-    NotFoundError,
-    SourceChangedError,
-)
+from ._errors import IntegrityError, NotFoundError, SourceChangedError
 from ._io import hashing, local
+from ._resume import keep_for_resume
 
 if TYPE_CHECKING:
     from ._checkpoints import CheckpointFile, Saver
@@ -84,14 +79,6 @@ def read_part(
 
 def identity(source: local.SourceFile) -> SourceIdentity:
     return SourceIdentity(source.size, source.mtime_ns, source.device, source.inode)
-
-
-def keep_for_resume(exc: BaseException) -> bool:
-    """Whether a failed upload is worth resuming: not when the source changed, the input was
-    refused, or the upload is gone; yes for the network, the store's 5xx, a cancellation."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(keep_for_resume(e) for e in exc.exceptions)
-    return not isinstance(exc, (LocalFileError, IntegrityError, InvalidRequestError, NotFoundError))
 
 
 class MultipartUpload:
