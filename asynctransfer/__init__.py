@@ -21,6 +21,7 @@ from ._errors import (
     TransferTimeoutError,
 )
 from ._options import TransferConfig
+from ._orphans import UploadInfo
 from ._results import DownloadResult, UploadResult
 from ._version import __version__
 
@@ -45,6 +46,7 @@ __all__ = [
     "TransferError",
     "TransferTimeoutError",
     "Transferer",
+    "UploadInfo",
     "UploadResult",
     "__version__",
     "download",

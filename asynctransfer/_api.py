@@ -23,6 +23,7 @@ from ._errors import InvalidRequestError, ObjectChangedError, TransferError
 from ._io.http import redact
 from ._io.s3 import S3Driver
 from ._options import TransferConfig
+from ._orphans import UploadInfo, abort_uploads, list_uploads
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -281,6 +282,31 @@ class Transferer:
             lambda: engine.download(address, target, options),
             engine.config.restart_on_change and not _is_stream(target),
         )
+
+    async def list_uploads(self, url: str, *, older_than: float | None = None) -> list[UploadInfo]:
+        """The open multipart uploads under ``url`` (``s3://bucket`` or ``s3://bucket/prefix``),
+        optionally only those started more than ``older_than`` seconds ago. Each says whether
+        an upload checkpoint names it (a later run can resume it)."""
+        engine = self._require_engine()
+        with _one_error():
+            return await list_uploads(engine, url, older_than)
+
+    async def abort_uploads(
+        self,
+        url: str,
+        *,
+        older_than: float | None = None,
+        key: str | None = None,
+        upload_id: str | None = None,
+    ) -> list[UploadInfo]:
+        """Abort the open multipart uploads under ``url`` matching every filter given (with
+        none, all of them), each confirmed gone; their checkpoints are removed. Returns those
+        aborted; if any abort fails, one error names each failure."""
+        engine = self._require_engine()
+        with _one_error():
+            return await abort_uploads(
+                engine, url, older_than=older_than, key=key, upload_id=upload_id
+            )
 
     def statistics(self) -> EngineStatistics:
         """A snapshot of in-flight requests, buffer memory and bytes moved."""

@@ -63,6 +63,7 @@ from ._io.base import SystemClock
 from ._io.http import HttpDriver
 from ._io.rangeget import RangeClient, proxy_applies
 from ._io.s3 import error_document, remote_error
+from ._orphans import abort_upload
 from ._results import DownloadResult, UploadResult
 from ._resume import DownloadResume
 from ._sinks import FileSink, Sink, StreamSink, Writable
@@ -327,16 +328,27 @@ class Engine:
                 )
         return put
 
-    async def abort(self, dest: S3Address, upload_id: str) -> None:
+    async def abort(self, dest: S3Address, upload_id: str) -> bool:
+        """Abort a multipart upload, with its own retries, confirmed by ListParts (see
+        ``_orphans.abort_upload``); shielded, since it runs when a transfer is cancelled.
+        False (and an error logged, naming the command that finishes the job) when it fails."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(_ABORT_TIMEOUT) as scope:
             try:
-                await self.s3.abort_multipart_upload(dest.bucket, dest.key, upload_id, str(dest))
-                logger.info("aborted multipart upload %s of %s", upload_id, dest)
-                return
+                await abort_upload(self, dest.bucket, dest.key, upload_id)
+                return True
             except TransferError as exc:
                 logger.error("could not abort multipart upload %s of %s: %s", upload_id, dest, exc)
         if scope.cancelled_caught:
-            logger.error("timed out aborting multipart upload %s of %s", upload_id, dest)
+            logger.error(
+                "timed out aborting multipart upload %s of %s; abort it with: asynctransfer "
+                "uploads abort s3://%s --key '%s' --upload-id '%s'",
+                upload_id,
+                dest,
+                dest.bucket,
+                dest.key,
+                upload_id,
+            )
+        return False
 
     # -------------------------------------------------------------- download
 

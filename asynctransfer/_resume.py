@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import anyio
@@ -64,6 +65,8 @@ class DownloadResume:
         self.reused_bytes = 0
         self._read_fd = -1
         self._saver: Saver | None = None
+        # Worker threads record ranges while the loop thread serializes the state.
+        self._lock = threading.Lock()
 
     @classmethod
     async def open(
@@ -135,7 +138,7 @@ class DownloadResume:
                 self._read_fd = os.open(temp, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 self.kept = {}
-        self._saver = self.file.saver(self.state.to_json)
+        self._saver = self.file.saver(self._snapshot)
 
     def reuse(self, part: Part, view: memoryview) -> bool:
         """Worker thread: read a range of the previous run back into ``view``; True if it
@@ -156,14 +159,21 @@ class DownloadResume:
         if hashing.slice_xxh3(target) != want:
             logger.info("range %d of the interrupted download differs; fetching it", part.number)
             return False
-        self.state.ranges[part.number] = want
-        self.reused_parts += 1
-        self.reused_bytes += part.length
+        with self._lock:
+            self.state.ranges[part.number] = want
+            self.reused_parts += 1
+            self.reused_bytes += part.length
         return True
 
     def record(self, part: Part, view: memoryview) -> None:
         """Worker thread: a range was written."""
-        self.state.ranges[part.number] = hashing.slice_xxh3(view[: part.length])
+        digest = hashing.slice_xxh3(view[: part.length])
+        with self._lock:
+            self.state.ranges[part.number] = digest
+
+    def _snapshot(self) -> bytes:
+        with self._lock:
+            return self.state.to_json()
 
     async def save(self) -> None:
         if self._saver is not None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
+from ._checkpoints import resolve
 from ._core.checkpoint import (
     CheckpointError,
     LocalSlice,
@@ -25,7 +27,7 @@ from ._core.checkpoint import (
     peek_upload,
 )
 from ._core.urls import S3Address
-from ._errors import IntegrityError, NotFoundError, SourceChangedError
+from ._errors import IntegrityError, LocalFileError, NotFoundError, SourceChangedError
 from ._io import hashing, local
 from ._resume import keep_for_resume
 
@@ -144,14 +146,34 @@ class MultipartUpload:
                     len(self.plan),
                     self.checkpoint.path,
                 )
-            else:
-                await engine.abort(self.dest, state.upload_id)
+            elif await engine.abort(self.dest, state.upload_id):
                 if self.checkpoint is not None:
                     await self.checkpoint.remove()
+            else:
+                await self._remember(state)
             raise
         if self.checkpoint is not None:
             await self.checkpoint.remove()
         return result
+
+    async def _remember(self, state: UploadCheckpoint) -> None:
+        """The abort failed: keep the upload in a checkpoint (the default one if there was
+        none), so ``uploads list`` marks it and the same command resumes or replaces it."""
+        file = self.checkpoint or resolve(
+            True,
+            "upload",
+            os.path.abspath(self.source.path),  # noqa: ASYNC240  (getcwd only)
+            self.url,
+        )
+        if file is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await file.write(state.to_json())
+            except LocalFileError as exc:
+                logger.error("%s: %s", self.url, exc)
+                return
+        logger.warning("%s: upload %s recorded in %s", self.url, state.upload_id, file.path)
 
     async def _resume(self, restart: bool) -> Reconciliation | None:
         """The checkpoint's upload, if it can go on: sets ``_state`` and says which parts the

@@ -1,4 +1,5 @@
-"""The command line: ``asynctransfer cp SRC DST``.
+"""The command line: ``asynctransfer cp SRC DST``, ``asynctransfer uploads list|abort``,
+``asynctransfer serve``.
 
 Exit status: 0 on success, 1 when the transfer failed (one line on stderr names the file or key
 and the cause), 2 for a usage error.
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from ._api import Transferer
+from ._cli_uploads import add_parser as add_uploads_parser
+from ._cli_uploads import run as run_uploads
 from ._core.units import format_size, parse_rate, parse_size
 from ._core.urls import scheme_of
 from ._errors import InvalidRequestError, TransferError
@@ -91,12 +94,33 @@ def _parser() -> argparse.ArgumentParser:
         metavar="'NAME: VALUE'",
         help="http(s) source: a request header, e.g. 'Authorization: Bearer T' (repeatable)",
     )
+    cp.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="where to record progress for resume (default: a file under "
+        "~/.cache/asynctransfer/checkpoints named after SRC and DST)",
+    )
+    cp.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="no checkpoint: a failure aborts the multipart upload and removes the partial "
+        "download (by default both are kept, and running the same command again resumes)",
+    )
+    cp.add_argument(
+        "--no-restart",
+        dest="restart",
+        action="store_false",
+        help="upload: fail if the file changed since the interrupted upload, instead of "
+        "aborting it and starting over",
+    )
     cp.add_argument("--expected-sha256", metavar="HEX", help="download: fail unless this digest")
     cp.add_argument("--expected-xxh3", metavar="HEX", help="download: fail unless this xxh3-128")
     cp.add_argument(
         "--json", action="store_true", help="print the result as one JSON object on stdout"
     )
     cp.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+    add_uploads_parser(commands)
     serve = commands.add_parser(
         "serve",
         help="run a local S3-compatible endpoint",
@@ -175,9 +199,15 @@ def _report(result: UploadResult | DownloadResult, as_json: bool) -> str:
         route = f"upload: {result.source} -> {result.url}"
     else:
         route = f"download: {result.url} -> {result.path}"
+    reused = ""
+    if result.reused_parts:
+        reused = (
+            f" ({result.reused_parts} kept from the interrupted run, "
+            f"{format_size(result.reused_bytes)})"
+        )
     return (
         f"{route}  {format_size(result.size)} in {result.seconds:.2f} s "
-        f"({rate:.0f} MB/s), {result.parts} part(s), xxh3-128 {result.xxh3_128}"
+        f"({rate:.0f} MB/s), {result.parts} part(s){reused}, xxh3-128 {result.xxh3_128}"
     )
 
 
@@ -206,20 +236,27 @@ def cp(args: argparse.Namespace) -> int:
         raise InvalidRequestError("--header applies to http(s):// sources only")
     expected = {"expected_sha256": args.expected_sha256, "expected_xxh3": args.expected_xxh3}
     to_stdout = args.dst == "-"
+    if args.checkpoint is not None and not args.resume:
+        raise InvalidRequestError("--checkpoint and --no-resume contradict each other")
+    checkpoint: str | bool = args.checkpoint or args.resume
     if src_scheme is None and dst_scheme == "s3":
         if any(expected.values()):
             raise InvalidRequestError("--expected-sha256/--expected-xxh3 apply to downloads")
 
         async def go() -> UploadResult | DownloadResult:
             async with Transferer(config) as t:
-                return await t.upload(args.src, args.dst)
+                return await t.upload(
+                    args.src, args.dst, checkpoint=checkpoint, restart=args.restart
+                )
 
     elif src_scheme in downloadable and dst_scheme is None:
         dest = sys.stdout.buffer if to_stdout else args.dst
 
         async def go() -> UploadResult | DownloadResult:
             async with Transferer(config) as t:
-                return await t.download(args.src, dest, headers=headers, **expected)
+                return await t.download(
+                    args.src, dest, headers=headers, checkpoint=checkpoint, **expected
+                )
 
     else:
         raise InvalidRequestError(
@@ -249,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "uploads":
+            return run_uploads(args)
         return cp(args)
     except TransferError as exc:
         sys.stderr.write(f"asynctransfer: error: {exc}\n")

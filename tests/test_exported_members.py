@@ -29,6 +29,7 @@ EXPECTED_ALL = [
     "TransferError",
     "TransferTimeoutError",
     "Transferer",
+    "UploadInfo",
     "UploadResult",
     "__version__",
     "download",

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-from asynctransfer import SourceChangedError, Transferer, UploadResult
+from asynctransfer import RemoteError, SourceChangedError, Transferer, UploadResult
+from asynctransfer._checkpoints import checkpoint_dir
+from asynctransfer._orphans import list_uploads
 
 from ..conftest import SMALL_PART, with_config, write_random
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..conftest import Bucket
+    from ..proxy import Proxy
 
 PARTS = 12
 
@@ -191,3 +194,41 @@ async def test_the_default_checkpoint_is_found_again(bucket: Bucket, tmp_path: P
         result = await t.upload(src, bucket.url("k"), checkpoint=True)
     assert result.reused_parts > 0
     assert bucket.read("k") == data
+
+
+async def test_a_failed_upload_whose_abort_fails_is_kept_in_a_checkpoint(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    """Row 29: no checkpoint was asked for, the upload fails for good (400), and the abort
+    meets resets every time: the upload is recorded in the default checkpoint, so `uploads
+    list` marks it and the same command would resume it."""
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    write_random(src, PARTS * SMALL_PART)
+    proxy_server.set_rules(
+        [
+            {
+                "match": {"operation": "UploadPart"},
+                "action": "status",
+                "status": 400,
+                "code": "InvalidArgument",
+            },
+            {"match": {"operation": "AbortMultipartUpload"}, "action": "reset_before"},
+        ]
+    )
+    config = with_config(bucket, max_attempts=1)
+    try:
+        async with Transferer(config) as t:
+            with pytest.raises(RemoteError, match="InvalidArgument"):
+                await t.upload(src, bucket.url("k"))
+            listed = await list_uploads(t._require_engine(), f"s3://{bucket.name}")
+        assert len(listed) == 1
+        assert listed[0].resumable
+        assert listed[0].checkpoint is not None
+        assert listed[0].checkpoint.startswith(str(checkpoint_dir()))
+    finally:
+        proxy_server.set_rules([])
+        for upload in bucket.open_uploads():
+            bucket.client.abort_multipart_upload(
+                Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"]
+            )

@@ -1,0 +1,125 @@
+"""SIGKILL mid-transfer, then the same transfer again (rows 13 and 15 of the reliability
+matrix): a child process runs an upload or a download with a checkpoint, slowed by a rate limit
+so the kill lands mid-way, at a point drawn at random per trial; the rerun must finish
+byte-exact, keep at least every part or range the checkpoint had recorded (so it sends only
+what was missing plus what was in flight), and leave no multipart upload open (the ``bucket``
+fixture asserts it). ``ASYNCTRANSFER_KILL_TRIALS`` sets the number of trials (default 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .conftest import SMALL_MIN_PART, SMALL_PART, random_bytes, write_random
+
+if TYPE_CHECKING:
+    from .conftest import Bucket
+
+CHILD = Path(__file__).with_name("kill_child.py")
+TRIALS = int(os.environ.get("ASYNCTRANSFER_KILL_TRIALS", "3"))
+PARTS = 16
+
+
+def _child(bucket: Bucket, *args: str, rate: int) -> subprocess.Popen[str]:
+    assert bucket.config.endpoint_url is not None
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(CHILD),
+            *args,
+            bucket.config.endpoint_url,
+            str(SMALL_PART),
+            str(SMALL_MIN_PART),
+            str(rate),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+def _recorded(checkpoint: Path, field: str) -> int:
+    try:
+        return len(json.loads(checkpoint.read_bytes())[field])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _kill_when(child: subprocess.Popen[str], checkpoint: Path, field: str, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while _recorded(checkpoint, field) < count:
+        if child.poll() is not None:
+            _, err = child.communicate()
+            pytest.fail(f"the child ended before the kill (status {child.returncode}): {err}")
+        if time.monotonic() > deadline:
+            child.kill()
+            child.wait()
+            pytest.fail(f"the checkpoint never recorded {count} {field}")
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL
+
+
+def _finish(bucket: Bucket, *args: str) -> dict[str, Any]:
+    child = _child(bucket, *args, rate=0)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_an_upload_killed_at_random_resumes_byte_exact(
+    bucket: Bucket, tmp_path: Path, trial: int
+) -> None:
+    rng = random.Random(f"upload-{trial}")
+    src, checkpoint = tmp_path / "src.bin", tmp_path / "up.json"
+    data = write_random(src, PARTS * SMALL_PART - rng.randrange(SMALL_PART), seed=trial)
+    args = ("upload", str(src), bucket.url("k"), str(checkpoint))
+    _kill_when(
+        _child(bucket, *args, rate=4 * SMALL_PART), checkpoint, "parts", rng.randrange(1, PARTS - 3)
+    )
+    recorded = _recorded(checkpoint, "parts")
+    assert len(bucket.open_uploads()) == 1
+
+    result = _finish(bucket, *args)
+
+    assert bucket.read("k") == data
+    assert result["reused_parts"] >= recorded
+    assert not checkpoint.exists()
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_a_download_killed_at_random_resumes_byte_exact(
+    bucket: Bucket, tmp_path: Path, trial: int
+) -> None:
+    rng = random.Random(f"download-{trial}")
+    data = random_bytes(PARTS * SMALL_PART - rng.randrange(SMALL_PART), seed=trial)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    dest, checkpoint = tmp_path / "dest.bin", tmp_path / "down.json"
+    args = ("download", bucket.url("k"), str(dest), str(checkpoint))
+    _kill_when(
+        _child(bucket, *args, rate=4 * SMALL_PART),
+        checkpoint,
+        "ranges",
+        rng.randrange(1, PARTS - 3),
+    )
+    recorded = _recorded(checkpoint, "ranges")
+    assert not dest.exists()
+
+    result = _finish(bucket, *args)
+
+    assert dest.read_bytes() == data
+    assert result["reused_parts"] >= recorded
+    assert sorted(os.listdir(tmp_path)) == ["dest.bin"]
