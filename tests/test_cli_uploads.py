@@ -4,9 +4,6 @@ codes and output, every abort checked with boto3."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from typing import TYPE_CHECKING
 
@@ -15,19 +12,12 @@ import pytest
 from asynctransfer._checkpoints import checkpoint_dir
 from asynctransfer._cli_uploads import format_age, parse_duration
 
+from .test_cli import run_cli
+
 if TYPE_CHECKING:
+    import subprocess
+
     from .conftest import Bucket
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "asynctransfer", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=os.environ.copy(),
-    )
 
 
 def uploads(bucket: Bucket, action: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:

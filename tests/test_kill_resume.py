@@ -71,11 +71,22 @@ def _kill_when(child: subprocess.Popen[str], checkpoint: Path, field: str, count
     assert child.returncode == -signal.SIGKILL
 
 
-def _finish(bucket: Bucket, *args: str) -> dict[str, Any]:
+def _finish(bucket: Bucket, *args: str, recorded: int) -> dict[str, Any]:
     child = _child(bucket, *args, rate=0)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
     result: dict[str, Any] = json.loads(out)
+    report = os.environ.get("ASYNCTRANSFER_KILL_REPORT")
+    if report:  # for the issue notes: what each rerun sent again
+        line = {
+            "direction": args[0],
+            "parts": result["parts"],
+            "recorded_at_kill": recorded,
+            "reused": result["reused_parts"],
+            "sent_again": result["parts"] - result["reused_parts"],
+        }
+        with open(report, "a") as f:
+            f.write(json.dumps(line) + "\n")
     return result
 
 
@@ -93,7 +104,7 @@ def test_an_upload_killed_at_random_resumes_byte_exact(
     recorded = _recorded(checkpoint, "parts")
     assert len(bucket.open_uploads()) == 1
 
-    result = _finish(bucket, *args)
+    result = _finish(bucket, *args, recorded=recorded)
 
     assert bucket.read("k") == data
     assert result["reused_parts"] >= recorded
@@ -118,8 +129,49 @@ def test_a_download_killed_at_random_resumes_byte_exact(
     recorded = _recorded(checkpoint, "ranges")
     assert not dest.exists()
 
-    result = _finish(bucket, *args)
+    result = _finish(bucket, *args, recorded=recorded)
 
     assert dest.read_bytes() == data
     assert result["reused_parts"] >= recorded
     assert sorted(os.listdir(tmp_path)) == ["dest.bin"]
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "asynctransfer", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+@pytest.mark.parametrize("resume", [True, False], ids=["resume", "no-resume"])
+def test_ctrl_c_keeps_the_upload_for_resume_or_aborts_it(
+    bucket: Bucket, tmp_path: Path, resume: bool
+) -> None:
+    """Row 28 from the command line: SIGINT mid-upload exits 130; by default the upload and its
+    checkpoint stay and the same command resumes; with --no-resume the upload is aborted."""
+    assert bucket.config.endpoint_url is not None
+    src, checkpoint = tmp_path / "src.bin", tmp_path / "up.json"
+    data = write_random(src, 4 * 5 * 1024 * 1024 + 11)
+    common = ["--endpoint-url", bucket.config.endpoint_url, "--part-size", "5MiB"]
+    where = ["--checkpoint", str(checkpoint)] if resume else ["--no-resume"]
+    child = _cli("cp", str(src), bucket.url("k"), *common, *where, "--rate-limit", "6MiB/s")
+    deadline = time.monotonic() + 30
+    while not bucket.open_uploads() or (resume and _recorded(checkpoint, "parts") < 1):
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the upload never got going"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 130, err
+    if not resume:
+        assert bucket.open_uploads() == []
+        return
+    assert len(bucket.open_uploads()) == 1
+    again = _cli("cp", str(src), bucket.url("k"), *common, *where, "--json")
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert json.loads(out)["reused_parts"] >= 1
+    assert bucket.read("k") == data

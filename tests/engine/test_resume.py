@@ -10,6 +10,7 @@ import stat
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from asynctransfer import RemoteError, SourceChangedError, Transferer, UploadResult
@@ -232,3 +233,30 @@ async def test_a_failed_upload_whose_abort_fails_is_kept_in_a_checkpoint(
             bucket.client.abort_multipart_upload(
                 Bucket=bucket.name, Key=upload["Key"], UploadId=upload["UploadId"]
             )
+
+
+async def test_a_source_modified_during_the_upload_is_never_completed(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    """Row 16: even with a checkpoint, a file that changed mid-upload aborts the upload."""
+    src, checkpoint = tmp_path / "src.bin", tmp_path / "up.json"
+    write_random(src, PARTS * SMALL_PART)
+    config = with_config(bucket, max_bytes_per_second=4 * SMALL_PART, max_concurrency=2)
+    async with Transferer(config) as t, anyio.create_task_group() as tg:
+
+        async def modify() -> None:
+            while _parts_in(checkpoint) < 2:  # noqa: ASYNC110 (polls a file)
+                await anyio.sleep(0.02)
+            await anyio.to_thread.run_sync(_overwrite_start, src)
+
+        tg.start_soon(modify)
+        with pytest.raises(SourceChangedError, match="changed while it was being uploaded"):
+            await t.upload(src, bucket.url("k"), checkpoint=checkpoint)
+    assert bucket.open_uploads() == []
+    assert "Contents" not in bucket.client.list_objects_v2(Bucket=bucket.name)
+    assert not checkpoint.exists()
+
+
+def _overwrite_start(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.write(b"changed")
