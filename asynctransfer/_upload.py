@@ -138,6 +138,10 @@ class MultipartUpload:
             result = await self._send_all(state.upload_id, reconciliation)
         except BaseException as exc:
             if self.checkpoint is not None and keep_for_resume(exc):
+                if self._saver is not None:
+                    # Parts acknowledged while their save waited: on disk before we go.
+                    with anyio.CancelScope(shield=True):
+                        await self._saver.save()
                 logger.warning(
                     "%s: upload %s kept for resume (%d of %d parts in); checkpoint %s",
                     self.url,
