@@ -30,7 +30,6 @@ from ._errors import (
     NetworkError,
     ObjectChangedError,
     ProtocolViolationError,
-    TransferError,
 )
 from ._io import local
 from ._io.http import CREDENTIAL_HEADERS, HttpDriver, http_error, read_into, redact
@@ -116,20 +115,13 @@ class UrlDownload:
         return await self._attempt()
 
     async def _attempt(self) -> DownloadResult:
-        engine, config = self.engine, self.engine.config
-        part_size = self.range_size
-        for attempt in range(1, config.max_attempts + 1):
-            await engine.throttle(part_size)
-            try:
-                return await self._probe_and_fetch()
-            except TransferError as exc:
-                # Past the first response, ranges have retries of their own; and bytes a
-                # stream has been given cannot be taken back.
-                if self.committed or not exc.retryable or attempt == config.max_attempts:
-                    raise
-                logger.info("%s: retrying: %s", self.shown, exc)
-                await anyio.sleep(engine.backoff(attempt))
-        raise AssertionError("unreachable")
+        engine = self.engine
+        await engine.throttle(self.range_size)
+        # Past the first response, ranges have retries of their own; and bytes a stream has
+        # been given cannot be taken back.
+        return await engine.retrying(
+            self.shown, self._probe_and_fetch, retry_if=lambda _: not self.committed
+        )
 
     async def _probe_and_fetch(self) -> DownloadResult:
         engine, part_size = self.engine, self.range_size

@@ -30,7 +30,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -46,7 +46,7 @@ from ._core.http1 import ResponseHead
 from ._core.plan import Part, Plan, PlanError, TooLargeError, plan_download, plan_upload
 from ._core.ranges import RangeMismatchError, check_content_range, range_header
 from ._core.ratelimit import TokenBucket
-from ._core.retry import full_jitter
+from ._core.retry import Aimd, RetryBudget, RetryBudgetStatistics, Verdict, classify, full_jitter
 from ._errors import (
     IntegrityError,
     InvalidRequestError,
@@ -55,8 +55,11 @@ from ._errors import (
     ObjectTooLargeError,
     PreconditionFailedError,
     ProtocolViolationError,
+    RemoteError,
+    RetryBudgetError,
     SourceChangedError,
     TransferError,
+    TransferTimeoutError,
 )
 from ._io import hashing, local
 from ._io.base import SystemClock
@@ -81,6 +84,7 @@ if TYPE_CHECKING:
     from ._options import TransferConfig
 
 logger = logging.getLogger("asynctransfer")
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     RangeFetch: TypeAlias = Callable[[Part, memoryview], Awaitable[None]]
@@ -92,6 +96,14 @@ _PRESIGNED_CACHE = 1024
 _DIRECT_MIN_SIZE = 64 * 1024 * 1024
 """Smaller downloads go through the page cache: O_DIRECT saves little there, and a small file
 is more likely to be read right away."""
+
+
+def _verdict(exc: TransferError) -> Verdict:
+    if isinstance(exc, NetworkError):
+        return classify(None, None, transport=True)
+    if isinstance(exc, RemoteError):
+        return classify(exc.status, exc.code)
+    return Verdict.FAIL
 
 
 def _store(sink: Sink, resume: DownloadResume | None, part: Part, view: memoryview) -> None:
@@ -150,9 +162,16 @@ class DownloadOptions:
 class EngineStatistics:
     in_flight: int
     max_in_flight: int
+    """The in-flight limit now: ``max_concurrency``, lowered while the store throttles."""
     memory: BufferPoolStatistics
     bytes_sent: int
     bytes_received: int
+    retries: int = 0
+    """Requests sent again after a retryable failure."""
+    throttled: int = 0
+    """Answers that asked to slow down (503 SlowDown, 429)."""
+    concurrency_decreases: int = 0
+    retry_budget: RetryBudgetStatistics | None = None
 
 
 class Engine:
@@ -178,6 +197,11 @@ class Engine:
         )
         self._bytes_sent = 0
         self._bytes_received = 0
+        self._retries = 0
+        self._throttled = 0
+        self._clock = clock
+        self._budget = RetryBudget(clock) if config.retry_budget else None
+        self._aimd = Aimd(config.max_concurrency, clock) if config.adaptive_concurrency else None
         self._rng = random.Random()
         self.http = HttpDriver(config)
         self._presigned: dict[tuple[str, str, str | None], tuple[str, float]] = {}
@@ -202,6 +226,10 @@ class Engine:
             memory=self.pool.statistics(),
             bytes_sent=self._bytes_sent,
             bytes_received=self._bytes_received,
+            retries=self._retries,
+            throttled=self._throttled,
+            concurrency_decreases=self._aimd.decreases if self._aimd is not None else 0,
+            retry_budget=self._budget.statistics() if self._budget is not None else None,
         )
 
     @property
@@ -214,6 +242,77 @@ class Engine:
 
     def backoff(self, attempt: int) -> float:
         return full_jitter(attempt, self._rng)
+
+    async def retrying(
+        self,
+        url: str,
+        request: Callable[[], Awaitable[T]],
+        *,
+        reread: Callable[[], Awaitable[None]] | None = None,
+        retry_if: Callable[[TransferError], bool] | None = None,
+    ) -> T:
+        """``request()``, again after each retryable failure, within ``max_attempts``,
+        ``retry_deadline`` and the session's retry budget; throttling lowers the in-flight
+        limit. ``reread``: refills the request's body from the source, once, when the store
+        saw other bytes than were sent (BadDigest). ``retry_if``: a further condition on
+        retrying an error (False: raise it)."""
+        c = self.config
+        started = self._clock.monotonic()
+        reread_done = False
+        attempt = 1
+        while True:
+            try:
+                result = await request()
+            except TransferError as exc:
+                verdict = _verdict(exc)
+                if retry_if is not None and not retry_if(exc):
+                    raise
+                if verdict is Verdict.SLOW_DOWN:
+                    self._slowed_down()
+                if verdict is Verdict.REREAD:
+                    if reread is None or reread_done:
+                        raise
+                    reread_done = True
+                elif verdict is Verdict.FAIL or attempt >= c.max_attempts:
+                    raise
+                waited = self._clock.monotonic() - started
+                if c.retry_deadline is not None and waited >= c.retry_deadline:
+                    exc.add_note(f"no retry after {waited:.0f} s (retry_deadline)")
+                    raise
+                if self._budget is not None and not self._budget.try_retry(
+                    timeout=isinstance(exc, TransferTimeoutError)
+                ):
+                    raise RetryBudgetError(
+                        f"{url}: not retried: the retry budget of this session is spent "
+                        f"(failures have outrun successes; {self._retries} retries so far). "
+                        f"Last failure: {exc}",
+                        url=url,
+                    ) from exc
+                self._retries += 1
+                logger.info("%s: retrying (attempt %d): %s", url, attempt + 1, exc)
+                await anyio.sleep(full_jitter(attempt, self._rng))
+                if verdict is Verdict.REREAD and reread is not None:
+                    await reread()
+                attempt += 1
+                continue
+            self._succeeded()
+            return result
+
+    def _slowed_down(self) -> None:
+        self._throttled += 1
+        if self._aimd is not None:
+            limit = self._aimd.throttled()
+            if limit != self.limiter.total_tokens:
+                logger.info("store throttling: in-flight limit now %d", limit)
+                self.limiter.total_tokens = limit
+
+    def _succeeded(self) -> None:
+        if self._budget is not None:
+            self._budget.succeeded()
+        if self._aimd is not None and self._aimd.limit < self.config.max_concurrency:
+            limit = self._aimd.succeeded()
+            if limit != self.limiter.total_tokens:
+                self.limiter.total_tokens = limit
 
     async def throttle(self, nbytes: int) -> None:
         await self._throttle(nbytes)
@@ -311,10 +410,14 @@ class Engine:
             digest, _ = await anyio.to_thread.run_sync(read_part, source, buf, 0, algorithm, whole)
             await self.check_unchanged(source)
             await self._throttle(len(buf))
-            async with self.limiter:
-                put = await self.s3.put_object(
-                    dest.bucket, dest.key, buf, checksum_kwargs(algorithm, digest), url
-                )
+
+            async def put_once() -> PutResult:
+                async with self.limiter:
+                    return await self.s3.put_object(
+                        dest.bucket, dest.key, buf, checksum_kwargs(algorithm, digest), url
+                    )
+
+            put = await self.retrying(url, put_once)
             self._bytes_sent += len(buf)
         finally:
             self.pool.release(buf)
@@ -358,7 +461,7 @@ class Engine:
         url = str(source)
         started = time.perf_counter()
         await self._throttle(0)
-        info = await self.s3.head_object(source.bucket, source.key, url)
+        info = await self.retrying(url, lambda: self.s3.head_object(source.bucket, source.key, url))
         plan = plan_download(info.size, self.range_size(dest))
         expected = full_object_checksums(info.checksums, info.checksum_type, info.etag)
         hashers = self.hashers(options, expected)
@@ -586,8 +689,11 @@ class Engine:
             return None
         url = str(source)
         await self._throttle(0)
-        first, parts = await self.s3.head_part(
-            source.bucket, source.key, 1, version_id=info.version_id, url=url
+        first, parts = await self.retrying(
+            url,
+            lambda: self.s3.head_part(
+                source.bucket, source.key, 1, version_id=info.version_id, url=url
+            ),
         )
         layout = with_uniform_layout(composite, info.size, first, parts)
         if layout is None:
@@ -617,10 +723,14 @@ class Engine:
 
         async def size_of(number: int) -> None:
             await self._throttle(0)
-            async with self.limiter:
-                sizes[number - 1], _ = await self.s3.head_part(
-                    source.bucket, source.key, number, version_id=info.version_id, url=url
-                )
+
+            async def head() -> tuple[int, int | None]:
+                async with self.limiter:
+                    return await self.s3.head_part(
+                        source.bucket, source.key, number, version_id=info.version_id, url=url
+                    )
+
+            sizes[number - 1], _ = await self.retrying(url, head)
 
         async with anyio.create_task_group() as tg:
             for number in range(1, parts + 1):
@@ -667,20 +777,20 @@ class Engine:
             )
             if fetch is not None and not reused:
                 await self._throttle(part.length - done)
-                for attempt in range(1, self.config.max_attempts + 1):
+
+                async def attempt() -> None:
+                    # After a broken body, only what is missing is asked for again.
+                    nonlocal done
                     if done >= part.length:  # the break came after the last byte
-                        break
+                        return
                     rest = Part(part.number, part.offset + done, part.length - done)
                     try:
                         await fetch(rest, view[done : part.length])
-                        break
-                    except TransferError as exc:
-                        if isinstance(exc, NetworkError):
-                            done += exc.received
-                        if not exc.retryable or attempt == self.config.max_attempts:
-                            raise
-                        logger.info("%s: retrying range at %d: %s", url, part.offset + done, exc)
-                        await anyio.sleep(full_jitter(attempt, self._rng))
+                    except NetworkError as exc:
+                        done += exc.received
+                        raise
+
+                await self.retrying(url, attempt)
             if not reused:
                 self._bytes_received += part.length
             stored = reused or not sink.writes_ranges

@@ -16,7 +16,8 @@ TransferError                       base; .url names the object or file concerne
 ├── ProtocolViolationError           a response that contradicts the request (Content-Range, length)
 ├── NetworkError                     connect / reset / read failures; retryable
 │   └── TransferTimeoutError            a connect or read timeout
-└── IntegrityError                   a checksum or size mismatch; the final file never appears
+├── IntegrityError                   a checksum or size mismatch; the final file never appears
+└── RetryBudgetError                 the session's retry budget ran out: failures outran successes
 ```
 
 Cancellation is never wrapped. The public verbs raise one of these, never an ExceptionGroup.
@@ -36,6 +37,7 @@ __all__ = [
     "PreconditionFailedError",
     "ProtocolViolationError",
     "RemoteError",
+    "RetryBudgetError",
     "ServerError",
     "SlowDownError",
     "SourceChangedError",
@@ -137,3 +139,8 @@ class TransferTimeoutError(NetworkError):
 
 class IntegrityError(TransferError):
     """The bytes do not match their checksum or expected size."""
+
+
+class RetryBudgetError(TransferError):
+    """The retry budget shared by a Transferer's transfers ran out: the store or the network
+    failed more than it succeeded. The last failure is the ``__cause__``."""

@@ -66,8 +66,25 @@ class TransferConfig:
     read_timeout: float = 60.0
     """Seconds a read may stall before the request fails. Default 60."""
 
-    max_attempts: int = 3
-    """Attempts per request for retryable failures (5xx, throttling, resets). Default 3."""
+    max_attempts: int = 5
+    """Attempts per request or part for retryable failures (5xx, throttling, resets, stalls,
+    truncated bodies), with exponential backoff and full jitter between them. The engine does
+    every retry itself (botocore's own are off), so each is seen and counted. Default 5."""
+
+    retry_deadline: float | None = 300.0
+    """Seconds one request or part may spend on retries: after that its last error is raised,
+    whatever attempts are left. None: no limit. Default 300."""
+
+    retry_budget: bool = True
+    """Share one retry quota among all transfers of a Transferer (500 tokens, 5 per retry, 10
+    per timeout, 1 back per success, as the AWS SDKs do): when failures outrun successes, the
+    transfers stop with one RetryBudgetError instead of each part retrying to the end. It
+    recovers after 30 s. Default True."""
+
+    adaptive_concurrency: bool = True
+    """Halve the in-flight limit when the store throttles (503 SlowDown, 429), at most once a
+    second, and raise it by one per round of successes back to ``max_concurrency`` (AIMD).
+    Default True."""
 
     stream_range_size: int = 2 * MiB
     """Largest range of a download to a stream (stdout): ranges wait, holding their buffers,

@@ -114,11 +114,14 @@ class MultipartUpload:
         reconciliation = await self._resume(restart) if self.checkpoint is not None else None
         if self._state is None:
             await engine.throttle(0)
-            upload_id = await engine.s3.create_multipart_upload(
-                self.dest.bucket,
-                self.dest.key,
-                "CRC32C" if self.algorithm == "crc32c" else None,
+            upload_id = await engine.retrying(
                 self.url,
+                lambda: engine.s3.create_multipart_upload(
+                    self.dest.bucket,
+                    self.dest.key,
+                    "CRC32C" if self.algorithm == "crc32c" else None,
+                    self.url,
+                ),
             )
             self._state = UploadCheckpoint(
                 bucket=self.dest.bucket,
@@ -232,8 +235,11 @@ class MultipartUpload:
             return None
         try:
             await self.engine.throttle(0)
-            listed = await self.engine.s3.list_parts(
-                self.dest.bucket, self.dest.key, old.upload_id, self.url
+            listed = await self.engine.retrying(
+                self.url,
+                lambda: self.engine.s3.list_parts(
+                    self.dest.bucket, self.dest.key, old.upload_id, self.url
+                ),
             )
         except NotFoundError:
             logger.warning(
@@ -298,8 +304,13 @@ class MultipartUpload:
             listed.append(entry)
         await engine.check_unchanged(self.source)
         await engine.throttle(0)
-        result = await engine.s3.complete_multipart_upload(
-            self.dest.bucket, self.dest.key, upload_id, listed, self.url
+        # Retried like any request: a 5xx, a reset, or a 200 carrying an <Error> document
+        # (ServerError) leaves the upload open, and the same part list completes it.
+        result = await engine.retrying(
+            self.url,
+            lambda: engine.s3.complete_multipart_upload(
+                self.dest.bucket, self.dest.key, upload_id, listed, self.url
+            ),
         )
         if self.algorithm == "crc32c":
             theirs = result.checksums.get("CRC32C")
@@ -327,8 +338,9 @@ class MultipartUpload:
         local_slice: LocalSlice | None,
     ) -> None:
         engine = self.engine
-        try:
-            await engine.throttle(part.length)
+        sent = digest
+
+        async def send() -> PutResult:
             async with engine.limiter:
                 put = await engine.s3.upload_part(
                     self.dest.bucket,
@@ -336,10 +348,30 @@ class MultipartUpload:
                     upload_id,
                     part.number,
                     buf,
-                    checksum_kwargs(self.algorithm, digest),
+                    checksum_kwargs(self.algorithm, sent),
                     self.url,
                 )
             engine.count_sent(part.length)
+            return put
+
+        async def reread() -> None:
+            # The store saw other bytes than we hashed (BadDigest): read the slice again. If
+            # it hashes differently now, the file changed under the upload.
+            nonlocal sent
+            again, _ = await anyio.to_thread.run_sync(
+                read_part, self.source, buf, part.offset, self.algorithm, hashing.new_hasher("xxh3")
+            )
+            if again != digest:
+                raise SourceChangedError(
+                    f"{self.source.path}: the file changed while it was being uploaded "
+                    f"(part {part.number} reads differently now)",
+                    url=self.source.path,
+                )
+            sent = again
+
+        try:
+            await engine.throttle(part.length)
+            put = await engine.retrying(f"{self.url} part {part.number}", send, reread=reread)
         finally:
             engine.pool.release(buf)
         self._sent[part.number] = (put.etag, digest)

@@ -22,6 +22,7 @@ EXPECTED_ALL = [
     "PreconditionFailedError",
     "ProtocolViolationError",
     "RemoteError",
+    "RetryBudgetError",
     "ServerError",
     "SlowDownError",
     "SourceChangedError",

@@ -256,7 +256,9 @@ class S3Driver:
             max_pool_connections=config.max_concurrency + 4,
             connect_timeout=config.connect_timeout,
             read_timeout=config.read_timeout,
-            retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
+            # One attempt: the engine retries (see _engine.Engine.retrying), so every failure
+            # is classified, counted and charged to the retry budget once.
+            retries={"total_max_attempts": 1, "mode": "standard"},
             tcp_keepalive=True,
         )
         client = await stack.enter_async_context(
