@@ -400,7 +400,7 @@ async def test_complete_answering_200_with_error_always_fails_and_aborts(
     assert _keys(bucket) == []
     log = proxy.log()
     completes = [e for e in log if e["operation"] == "CompleteMultipartUpload"]
-    # botocore retries it (as a 5xx) up to max_attempts; each attempt was our <Error>.
+    # The engine retries it (as a 5xx) up to max_attempts; each attempt was our <Error>.
     assert len(completes) == bucket.config.max_attempts
     assert all(e["fault"] == "error_200" for e in completes)
     aborts = [e for e in log if e["operation"] == "AbortMultipartUpload"]

@@ -1,0 +1,284 @@
+"""The fault suite: an upload or a download through the fault proxy in front of moto, with the
+faults of rows 1-7, 12, 27 and 32 of the reliability matrix. Each test asserts the invariants:
+I1 byte-exact success or one typed error; I2 nothing under the final name unless verified;
+I3 no multipart upload left open (the ``proxied_bucket`` fixture asserts it); I4 bounded time
+(the timeout mark) and every part buffer given back."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+from asynctransfer import (
+    RetryBudgetError,
+    SlowDownError,
+    TransferConfig,
+    Transferer,
+)
+
+from ..conftest import SMALL_PART, random_bytes, with_config, write_random
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..conftest import Bucket
+    from ..proxy import Proxy
+
+pytestmark = pytest.mark.timeout(90)
+
+PARTS = 12
+
+
+def _faulted(proxy: Proxy, operation: str) -> list[dict[str, Any]]:
+    return [e for e in proxy.requests(operation) if e["fault"]]
+
+
+async def _upload(bucket: Bucket, src: Path, config: TransferConfig | None = None) -> Transferer:
+    """Upload ``src`` to k; the Transferer (closed) for its statistics."""
+    t = Transferer(config or bucket.config)
+    async with t:
+        await t.upload(src, bucket.url("k"))
+        stats = t.statistics()
+    assert stats.memory.in_use == 0
+    t.__dict__["final_statistics"] = stats
+    return t
+
+
+def _no_file(directory: Path) -> None:
+    assert os.listdir(directory) == [], f"left behind: {os.listdir(directory)}"
+
+
+# ---------------------------------------------------------------- row 1: a SlowDown storm
+
+
+async def test_a_slowdown_storm_lowers_concurrency_and_the_upload_completes(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    data = write_random(src, PARTS * SMALL_PART + 5)
+    storm = {
+        "match": {"operation": "UploadPart"},
+        "probability": 0.3,
+        "times": 8,
+        "action": "status",
+        "status": 503,
+        "code": "SlowDown",
+    }
+    proxy_server.set_rules([storm], seed=1)
+    config = with_config(bucket, max_concurrency=8)
+    async with Transferer(config) as t:
+        await t.upload(src, bucket.url("k"))
+        storm = t.statistics()
+        proxy_server.set_rules([])
+        # The storm is over: successes bring the limit back up.
+        await t.upload(src, bucket.url("k2"))
+        after = t.statistics()
+    assert bucket.read("k") == data and bucket.read("k2") == data
+    assert storm.throttled == len(_faulted(proxy_server, "UploadPart")) > 0
+    assert storm.concurrency_decreases >= 1
+    assert storm.retries >= storm.throttled
+    assert storm.max_in_flight < 8
+    assert after.max_in_flight == 8
+    assert after.memory.in_use == 0
+
+
+# ---------------------------------------------------------------- row 2: 503 forever
+
+
+async def test_slowdown_forever_fails_in_bounded_time_and_aborts(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    write_random(src, 4 * SMALL_PART)
+    proxy_server.set_rules(
+        [
+            {
+                "match": {"operation": "UploadPart"},
+                "action": "status",
+                "status": 503,
+                "code": "SlowDown",
+            }
+        ]
+    )
+    started = time.monotonic()
+    with pytest.raises((SlowDownError, RetryBudgetError)):
+        await _upload(bucket, src, with_config(bucket, max_attempts=4))
+    assert time.monotonic() - started < 30
+    assert "Contents" not in bucket.client.list_objects_v2(Bucket=bucket.name)
+
+
+# ---------------------------------------------------------------- row 3: 500 on a part, on Complete
+
+
+async def test_internal_errors_on_a_part_and_on_complete_are_retried(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    data = write_random(src, 4 * SMALL_PART + 3)
+    proxy_server.set_rules(
+        [
+            {
+                "match": {"operation": "UploadPart", "query": {"partNumber": "2"}},
+                "times": 2,
+                "action": "status",
+                "status": 500,
+                "code": "InternalError",
+            },
+            {
+                "match": {"operation": "CompleteMultipartUpload"},
+                "times": 1,
+                "action": "status",
+                "status": 500,
+                "code": "InternalError",
+            },
+        ]
+    )
+    t = await _upload(bucket, src)
+    assert bucket.read("k") == data
+    completes = proxy_server.requests("CompleteMultipartUpload")
+    assert [e["status"] for e in completes] == [500, 200]
+    assert completes[0]["body_text"] == completes[1]["body_text"]  # the same part list
+    assert t.__dict__["final_statistics"].retries == 3
+
+
+# ---------------------------------------------------------------- row 5: resets on UploadPart
+
+
+@pytest.mark.parametrize("action", ["reset_before", "reset_mid_request"])
+async def test_a_reset_part_is_sent_again_with_the_same_checksum(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path, action: str
+) -> None:
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    data = write_random(src, 4 * SMALL_PART + 3)
+    rule: dict[str, Any] = {
+        "match": {"operation": "UploadPart", "query": {"partNumber": "3"}},
+        "times": 1,
+        "action": "reset_before",
+    }
+    if action == "reset_mid_request":
+        rule["after_request_bytes"] = SMALL_PART // 2
+    proxy_server.set_rules([rule])
+    await _upload(bucket, src)
+    assert bucket.read("k") == data
+    third = [e for e in proxy_server.requests("UploadPart") if e["query"]["partNumber"] == "3"]
+    assert third[0]["fault"] == "reset_before"
+    assert third[-1]["status"] == 200
+    checksums = {e["headers"].get("x-amz-checksum-crc32c") for e in third}
+    assert len(checksums) == 1 and None not in checksums
+
+
+# ---------------------------------------------------------------- rows 6 and 7: broken GET bodies
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"action": "reset_mid", "bytes": SMALL_PART // 3},
+        {"action": "truncate", "bytes": SMALL_PART // 2},
+        {"action": "delay", "seconds": 3.0, "when": "after"},
+    ],
+    ids=["reset-mid-body", "truncated-body", "stall"],
+)
+async def test_a_broken_range_is_fetched_again_and_the_file_is_exact(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path, rule: dict[str, Any]
+) -> None:
+    bucket = proxied_bucket
+    data = random_bytes(PARTS * SMALL_PART - 9)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    proxy_server.set_rules(
+        [{"match": {"operation": "GetObject", "header_prefix": "range"}, "times": 2, **rule}]
+    )
+    dest = tmp_path / "out.bin"
+    async with Transferer(with_config(bucket, read_timeout=1.0)) as t:
+        await t.download(bucket.url("k"), dest)
+        stats = t.statistics()
+    assert dest.read_bytes() == data
+    assert stats.retries >= 1 and stats.memory.in_use == 0
+    assert os.listdir(tmp_path) == ["out.bin"]
+    assert len(_faulted(proxy_server, "GetObject")) == 2
+
+
+# ---------------------------------------------------------------- row 12: BadDigest
+
+
+async def test_bad_digest_is_sent_again_from_a_fresh_read_once(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    data = write_random(src, 3 * SMALL_PART)
+    proxy_server.set_rules(
+        [
+            {
+                "match": {"operation": "UploadPart", "query": {"partNumber": "2"}},
+                "times": 1,
+                "action": "status",
+                "status": 400,
+                "code": "BadDigest",
+            }
+        ]
+    )
+    await _upload(bucket, src)
+    assert bucket.read("k") == data
+
+    proxy_server.set_rules(
+        [
+            {
+                "match": {"operation": "UploadPart", "query": {"partNumber": "2"}},
+                "action": "status",
+                "status": 400,
+                "code": "BadDigest",
+            }
+        ]
+    )
+    with pytest.raises(Exception, match="BadDigest"):
+        await _upload(bucket, src)
+    second = [e for e in proxy_server.requests("UploadPart") if e["query"]["partNumber"] == "2"]
+    assert len(second) == 2 + 2  # each run: the BadDigest, then the part read again
+
+
+# ---------------------------------------------------------------- row 27: one destination, twice
+
+
+async def test_two_downloads_to_one_destination_never_interleave(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    data = random_bytes(PARTS * SMALL_PART)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    dest = tmp_path / "out.bin"
+    async with Transferer(bucket.config) as t, anyio.create_task_group() as tg:
+        for _ in range(2):
+            tg.start_soon(t.download, bucket.url("k"), dest)
+    assert dest.read_bytes() == data
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+# ---------------------------------------------------------------- row 32: the retry budget
+
+
+async def test_a_failing_store_trips_the_retry_budget_with_one_clear_error(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    write_random(src, 40 * SMALL_PART)
+    proxy_server.set_rules([{"match": {"operation": "UploadPart"}, "action": "reset_before"}])
+    started = time.monotonic()
+    async with Transferer(with_config(bucket, max_attempts=30, max_concurrency=16)) as t:
+        with pytest.raises(RetryBudgetError, match="retry budget of this session is spent"):
+            await t.upload(src, bucket.url("k"))
+        stats = t.statistics()
+    assert time.monotonic() - started < 60
+    # 500 tokens at 5 a retry: 100 retries in all, not 40 parts x 29.
+    assert stats.retries == 100
+    assert stats.retry_budget is not None and stats.retry_budget.open
+    # aiohttp itself sends an idempotent request once more when its connection breaks.
+    assert len(proxy_server.requests("UploadPart")) <= 2 * (16 + 100)
