@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from asynctransfer import (
+    EngineStatistics,
     RetryBudgetError,
     SlowDownError,
     TransferConfig,
@@ -37,15 +38,15 @@ def _faulted(proxy: Proxy, operation: str) -> list[dict[str, Any]]:
     return [e for e in proxy.requests(operation) if e["fault"]]
 
 
-async def _upload(bucket: Bucket, src: Path, config: TransferConfig | None = None) -> Transferer:
-    """Upload ``src`` to k; the Transferer (closed) for its statistics."""
-    t = Transferer(config or bucket.config)
-    async with t:
+async def _upload(
+    bucket: Bucket, src: Path, config: TransferConfig | None = None
+) -> EngineStatistics:
+    """Upload ``src`` to k; the statistics after it."""
+    async with Transferer(config or bucket.config) as t:
         await t.upload(src, bucket.url("k"))
         stats = t.statistics()
     assert stats.memory.in_use == 0
-    t.__dict__["final_statistics"] = stats
-    return t
+    return stats
 
 
 def _no_file(directory: Path) -> None:
@@ -61,7 +62,7 @@ async def test_a_slowdown_storm_lowers_concurrency_and_the_upload_completes(
     bucket = proxied_bucket
     src = tmp_path / "src.bin"
     data = write_random(src, PARTS * SMALL_PART + 5)
-    storm = {
+    slowdown = {
         "match": {"operation": "UploadPart"},
         "probability": 0.3,
         "times": 8,
@@ -69,7 +70,7 @@ async def test_a_slowdown_storm_lowers_concurrency_and_the_upload_completes(
         "status": 503,
         "code": "SlowDown",
     }
-    proxy_server.set_rules([storm], seed=1)
+    proxy_server.set_rules([slowdown], seed=1)
     config = with_config(bucket, max_concurrency=8)
     async with Transferer(config) as t:
         await t.upload(src, bucket.url("k"))
@@ -140,12 +141,12 @@ async def test_internal_errors_on_a_part_and_on_complete_are_retried(
             },
         ]
     )
-    t = await _upload(bucket, src)
+    stats = await _upload(bucket, src)
     assert bucket.read("k") == data
     completes = proxy_server.requests("CompleteMultipartUpload")
     assert [e["status"] for e in completes] == [500, 200]
     assert completes[0]["body_text"] == completes[1]["body_text"]  # the same part list
-    assert t.__dict__["final_statistics"].retries == 3
+    assert stats.retries == 3
 
 
 # ---------------------------------------------------------------- row 5: resets on UploadPart
