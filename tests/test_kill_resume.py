@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import pytest
 from .conftest import SMALL_MIN_PART, SMALL_PART, random_bytes, write_random
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .conftest import Bucket
 
 CHILD = Path(__file__).with_name("kill_child.py")
@@ -175,3 +178,51 @@ def test_ctrl_c_keeps_the_upload_for_resume_or_aborts_it(
     assert again.returncode == 0, err
     assert json.loads(out)["reused_parts"] >= 1
     assert bucket.read("k") == data
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        # Past the limit a write fails with EFBIG, as on a full disk (ENOSPC), instead of the
+        # default SIGXFSZ killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_fails_fast_and_leaves_the_destination_untouched(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    """Row 20: no retry, the temporary file removed, the old file under the final name kept,
+    and the error names the path."""
+    assert bucket.config.endpoint_url is not None
+    data = random_bytes(3 * 5 * 1024 * 1024)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    dest = tmp_path / "dest.bin"
+    dest.write_bytes(b"precious")
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asynctransfer",
+            "cp",
+            bucket.url("k"),
+            str(dest),
+            "--endpoint-url",
+            bucket.config.endpoint_url,
+            "--no-direct-io",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ.copy(),
+        preexec_fn=_limit_file_size(4 * 1024 * 1024),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "File too large" in done.stderr and str(tmp_path) in done.stderr
+    assert "free some space" in done.stderr
+    assert time.monotonic() - started < 15
+    assert dest.read_bytes() == b"precious"
+    assert os.listdir(tmp_path) == ["dest.bin"]
