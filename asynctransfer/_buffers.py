@@ -74,6 +74,16 @@ class BufferPool:
             self._in_use += size
         return self._take(size, aligned)
 
+    def try_acquire(self, size: int) -> bytearray | None:
+        """A buffer now if the budget has room and nobody waits; None otherwise. For work that
+        may be skipped (a hedged request), never for work that must be done."""
+        if self._waiters or self._in_use == 0 or self._in_use + size > self._budget:
+            return None
+        self._in_use += size
+        buf = self._take(size, False)
+        assert isinstance(buf, bytearray)
+        return buf
+
     def _take(self, size: int, aligned: bool) -> Buffer:
         free = self._free.get((size, aligned))
         if free:

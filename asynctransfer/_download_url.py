@@ -38,7 +38,7 @@ from ._results import DownloadResult
 from ._sinks import FileSink
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     import aiohttp
 
@@ -352,7 +352,9 @@ class _RangeFetcher:
             f"{url}: the resource changed during the download ({why})", url=url
         )
 
-    async def __call__(self, part: Part, view: memoryview) -> None:
+    async def __call__(
+        self, part: Part, view: memoryview, *, on_head: Callable[[], None] | None = None
+    ) -> None:
         headers = {
             **self.headers,
             "Range": range_header(part.offset, part.length),
@@ -361,6 +363,8 @@ class _RangeFetcher:
         engine = self.download.engine
 
         def accept(head: ResponseHead) -> None:
+            if on_head is not None:
+                on_head()
             self._check(part, head.status, head.reason, head.headers)
             if head.content_length is not None and head.content_length != part.length:
                 raise ProtocolViolationError(
@@ -383,6 +387,8 @@ class _RangeFetcher:
                     accept(head)  # raises: an error status, a 412 or 416 (changed)...
                 return
         async with engine.limiter, self.download.http.get(self.url, headers, redirects=True) as r:
+            if on_head is not None:
+                on_head()
             self._check(part, r.status, r.reason, r.headers)
             received = await read_into(r, view, self.download.shown)
             if received != part.length:

@@ -24,13 +24,14 @@ cancellation, before the error propagates.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -42,6 +43,7 @@ from ._core.checksums import (
     full_object_checksums,
     with_uniform_layout,
 )
+from ._core.hedge import FirstByteLatency
 from ._core.http1 import ResponseHead
 from ._core.plan import Part, Plan, PlanError, TooLargeError, plan_download, plan_upload
 from ._core.ranges import RangeMismatchError, check_content_range, range_header
@@ -75,7 +77,6 @@ from ._upload import MultipartUpload, checksum_kwargs, read_part
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
-    from typing import TypeAlias
 
     from ._checkpoints import CheckpointFile
     from ._core.http1 import ResponseHead
@@ -86,9 +87,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("asynctransfer")
 T = TypeVar("T")
 
-if TYPE_CHECKING:
-    RangeFetch: TypeAlias = Callable[[Part, memoryview], Awaitable[None]]
-    """Fetch bytes [part.offset, part.end) into the view (exactly part.length long)."""
+
+class RangeFetch(Protocol):
+    def __call__(
+        self, part: Part, view: memoryview, *, on_head: Callable[[], None] | None = None
+    ) -> Awaitable[None]:
+        """Fetch bytes [part.offset, part.end) into the view (exactly part.length long);
+        ``on_head`` is called (from any thread) when the answer's head has arrived."""
+        ...
+
 
 _ABORT_TIMEOUT = 30.0
 _PRESIGNED_REUSE = 300.0  # seconds; the URLs themselves are valid for an hour
@@ -172,6 +179,10 @@ class EngineStatistics:
     """Answers that asked to slow down (503 SlowDown, 429)."""
     concurrency_decreases: int = 0
     retry_budget: RetryBudgetStatistics | None = None
+    hedges: int = 0
+    """Ranged GETs sent a second time because their first byte was late."""
+    hedges_won: int = 0
+    """...of which the second request answered first."""
 
 
 class Engine:
@@ -202,6 +213,9 @@ class Engine:
         self._clock = clock
         self._budget = RetryBudget(clock) if config.retry_budget else None
         self._aimd = Aimd(config.max_concurrency, clock) if config.adaptive_concurrency else None
+        self._latency = FirstByteLatency()
+        self._hedges = 0
+        self._hedges_won = 0
         self._rng = random.Random()
         self.http = HttpDriver(config)
         self._presigned: dict[tuple[str, str, str | None], tuple[str, float]] = {}
@@ -230,6 +244,8 @@ class Engine:
             throttled=self._throttled,
             concurrency_decreases=self._aimd.decreases if self._aimd is not None else 0,
             retry_budget=self._budget.statistics() if self._budget is not None else None,
+            hedges=self._hedges,
+            hedges_won=self._hedges_won,
         )
 
     @property
@@ -638,8 +654,10 @@ class Engine:
         # to tasks that never started are given back here.
         unstarted: dict[int, Buffer] = {}
         # At most this many of this download's buffers at once, whatever the pool's budget:
-        # more would only wait for a request slot, and cost memory and cache.
-        window = _Window(self.pool, self.config.max_concurrency + 2)
+        # more would only wait for a request slot, and cost memory and cache. With hedging,
+        # one part of the default budget stays free for a hedged request.
+        extra = 1 if self.config.hedge else 2
+        window = _Window(self.pool, self.config.max_concurrency + extra)
         try:
             async with anyio.create_task_group() as fetches:
                 for part in plan:
@@ -785,7 +803,7 @@ class Engine:
                         return
                     rest = Part(part.number, part.offset + done, part.length - done)
                     try:
-                        await fetch(rest, view[done : part.length])
+                        await self._hedged(rest, view[done : part.length], fetch)
                     except NetworkError as exc:
                         done += exc.received
                         raise
@@ -808,14 +826,84 @@ class Engine:
         finally:
             window.release(buf)
 
+    async def _hedged(self, part: Part, target: memoryview, fetch: RangeFetch) -> None:
+        """``fetch`` into ``target``; if its first byte is late (see ``_core/hedge.py``), the
+        same range again into a spare buffer, and the first to finish wins (copied in if it is
+        the spare). The loser is cancelled; a failed hedge is ignored (the first request goes
+        on). Without a basis, room in the budget, or ``config.hedge``, just ``fetch``."""
+        loop = asyncio.get_running_loop()
+        started = self._clock.monotonic()
+        head = anyio.Event()
+
+        def heard() -> None:
+            if not head.is_set():
+                self._latency.record(self._clock.monotonic() - started)
+                head.set()
+
+        def on_head() -> None:  # from the worker thread that received the head
+            loop.call_soon_threadsafe(heard)
+
+        after = self._latency.hedge_after() if self.config.hedge else None
+        if after is None:
+            await fetch(part, target, on_head=on_head)
+            return
+        winner: list[str] = []
+        spare: bytearray | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def first() -> None:
+                    await fetch(part, target, on_head=on_head)
+                    winner.append("first")
+                    tg.cancel_scope.cancel()
+
+                async def second(into: memoryview) -> None:
+                    try:
+                        await fetch(part, into)
+                    except TransferError as exc:
+                        logger.debug("hedged request for %s failed: %s", part, exc)
+                        return
+                    winner.append("second")
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(first)
+                with anyio.move_on_after(after):
+                    await head.wait()
+                if not head.is_set() and not winner:
+                    spare = self.pool.try_acquire(len(target))
+                    if spare is not None:
+                        self._hedges += 1
+                        logger.info("%s: no first byte after %.2f s; hedging", part, after)
+                        tg.start_soon(second, memoryview(spare))
+            if winner and winner[0] == "second":
+                assert spare is not None
+                target[:] = spare
+                self._hedges_won += 1
+        except BaseExceptionGroup as group:
+            # Only the first request's failure comes out (a hedge's is swallowed): raise it as
+            # itself, for the retry loop to classify (and to resume after its bytes).
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+                only = group.exceptions[0]
+                raise only from only.__cause__
+            raise
+        finally:
+            if spare is not None:
+                self.pool.release(spare)
+
     async def _fetch_s3_range(
-        self, source: S3Address, info: ObjectInfo, part: Part, view: memoryview
+        self,
+        source: S3Address,
+        info: ObjectInfo,
+        part: Part,
+        view: memoryview,
+        *,
+        on_head: Callable[[], None] | None = None,
     ) -> None:
         try:
             if self._direct is not None:
-                await self._fetch_direct(source, info, part, view)
+                await self._fetch_direct(source, info, part, view, on_head)
             else:
-                await self._fetch_via_botocore(source, info, part, view)
+                await self._fetch_via_botocore(source, info, part, view, on_head)
         except PreconditionFailedError as exc:
             raise ObjectChangedError(
                 f"{source}: the object changed during the download (its ETag is no longer "
@@ -842,7 +930,12 @@ class Engine:
         return url
 
     async def _fetch_direct(
-        self, source: S3Address, info: ObjectInfo, part: Part, view: memoryview
+        self,
+        source: S3Address,
+        info: ObjectInfo,
+        part: Part,
+        view: memoryview,
+        on_head: Callable[[], None] | None = None,
     ) -> None:
         """GetObject through the engine's own client: botocore presigns, the body lands in
         ``view`` with no copy in Python (see ``_io/rangeget.py``)."""
@@ -855,6 +948,8 @@ class Engine:
             headers.append(("Range", range_header(part.offset, part.length)))
 
         def accept(head: ResponseHead) -> None:
+            if on_head is not None:
+                on_head()
             expected = 206 if ranged else 200
             if head.status != expected:
                 raise ProtocolViolationError(
@@ -889,7 +984,12 @@ class Engine:
             )
 
     async def _fetch_via_botocore(
-        self, source: S3Address, info: ObjectInfo, part: Part, view: memoryview
+        self,
+        source: S3Address,
+        info: ObjectInfo,
+        part: Part,
+        view: memoryview,
+        on_head: Callable[[], None] | None = None,
     ) -> None:
         """GetObject through aiobotocore/aiohttp: the path when a proxy is configured."""
         url = str(source)
@@ -906,6 +1006,8 @@ class Engine:
                 url=url,
             ) as stream,
         ):
+            if on_head is not None:
+                on_head()
             filled = 0
             while True:
                 # readchunk, not readany: readany joins the buffered chunks into a new bytes

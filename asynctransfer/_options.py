@@ -110,6 +110,12 @@ class TransferConfig:
     If-Match), start over once from the new version; False: fail with ObjectChangedError. A
     download to a stream never restarts (its bytes are already out)."""
 
+    hedge: bool = True
+    """Send a ranged GET again on another connection when its first byte is late (4x the
+    recent 90th percentile, at least 0.5 s), and keep whichever answers first, as the AWS CRT
+    client does: one slow connection then costs one request, not a stalled download. Needs 16
+    ranges of history and spare room in the memory budget. Default True."""
+
     use_uvloop: bool = True
     """Run the CLI and the blocking entry points on uvloop when it is installed. Default True."""
 

@@ -283,3 +283,69 @@ async def test_a_failing_store_trips_the_retry_budget_with_one_clear_error(
     assert stats.retry_budget is not None and stats.retry_budget.open
     # aiohttp itself sends an idempotent request once more when its connection breaks.
     assert len(proxy_server.requests("UploadPart")) <= 2 * (16 + 100)
+
+
+# ---------------------------------------------------------------- hedging a late first byte
+
+
+async def test_a_range_whose_first_byte_is_late_is_hedged(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    bucket = proxied_bucket
+    data = random_bytes(48 * SMALL_PART)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    dest = tmp_path / "out.bin"
+    async with Transferer(with_config(bucket, max_concurrency=2)) as t:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(t.download, bucket.url("k"), dest)
+            # Enough ranges for a basis, then one GET held back for far longer than the rest.
+            while t.statistics().bytes_received < 24 * SMALL_PART:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            proxy_server.set_rules(
+                [
+                    {
+                        "match": {"operation": "GetObject"},
+                        "times": 1,
+                        "action": "delay",
+                        "seconds": 20.0,
+                    }
+                ]
+            )
+            started = time.monotonic()
+        elapsed = time.monotonic() - started
+        stats = t.statistics()
+    assert dest.read_bytes() == data
+    assert elapsed < 10, "the download waited for the held-back range"
+    assert stats.hedges >= 1 and stats.hedges_won >= 1
+    assert stats.retries == 0
+    assert stats.memory.in_use == 0
+
+
+async def test_without_hedging_the_late_range_is_waited_for(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    bucket = proxied_bucket
+    data = random_bytes(40 * SMALL_PART)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    dest = tmp_path / "out.bin"
+    async with Transferer(with_config(bucket, max_concurrency=2, hedge=False)) as t:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(t.download, bucket.url("k"), dest)
+            while t.statistics().bytes_received < 24 * SMALL_PART:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            proxy_server.set_rules(
+                [
+                    {
+                        "match": {"operation": "GetObject"},
+                        "times": 1,
+                        "action": "delay",
+                        "seconds": 2.0,
+                    }
+                ]
+            )
+            started = time.monotonic()
+        elapsed = time.monotonic() - started
+        stats = t.statistics()
+    assert dest.read_bytes() == data
+    assert elapsed >= 1.5
+    assert stats.hedges == 0
