@@ -278,7 +278,18 @@ class Engine:
         attempt = 1
         while True:
             try:
-                result = await request()
+                if c.part_timeout is None:
+                    result = await request()
+                else:
+                    try:
+                        with anyio.fail_after(c.part_timeout):
+                            result = await request()
+                    except TimeoutError as timeout:
+                        raise TransferTimeoutError(
+                            f"{url}: an attempt took longer than {c.part_timeout:g} s "
+                            "(part_timeout)",
+                            url=url,
+                        ) from timeout
             except TransferError as exc:
                 verdict = _verdict(exc)
                 if retry_if is not None and not retry_if(exc):

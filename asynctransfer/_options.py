@@ -71,6 +71,11 @@ class TransferConfig:
     truncated bodies), with exponential backoff and full jitter between them. The engine does
     every retry itself (botocore's own are off), so each is seen and counted. Default 5."""
 
+    part_timeout: float | None = None
+    """Seconds one attempt at a request or part may take in all (a body that trickles in
+    without ever stalling long enough for ``read_timeout``); then it is retried. None: no
+    limit. Default None."""
+
     retry_deadline: float | None = 300.0
     """Seconds one request or part may spend on retries: after that its last error is raised,
     whatever attempts are left. None: no limit. Default 300."""
@@ -154,6 +159,10 @@ class TransferConfig:
             raise bad("timeouts must be positive")
         if self.max_attempts < 1:
             raise bad(f"max_attempts must be at least 1, got {self.max_attempts}")
+        for name in ("part_timeout", "retry_deadline"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise bad(f"{name} must be positive or None, got {value}")
 
     @property
     def memory_budget(self) -> int:

@@ -349,3 +349,32 @@ async def test_without_hedging_the_late_range_is_waited_for(
     assert dest.read_bytes() == data
     assert elapsed >= 1.5
     assert stats.hedges == 0
+
+
+async def test_an_attempt_longer_than_part_timeout_is_retried(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
+) -> None:
+    """A body that trickles without stalling: only the per-attempt timeout catches it."""
+    bucket = proxied_bucket
+    data = random_bytes(4 * SMALL_PART)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    proxy_server.set_rules(
+        [
+            {
+                "match": {"operation": "GetObject", "header_prefix": "range"},
+                "times": 1,
+                "action": "slow",
+                "chunk_size": 4096,
+                "interval": 0.2,
+            }
+        ]
+    )
+    dest = tmp_path / "out.bin"
+    config = with_config(bucket, part_timeout=1.5, read_timeout=5.0, hedge=False)
+    started = time.monotonic()
+    async with Transferer(config) as t:
+        await t.download(bucket.url("k"), dest)
+        stats = t.statistics()
+    assert dest.read_bytes() == data
+    assert stats.retries == 1
+    assert time.monotonic() - started < 10
