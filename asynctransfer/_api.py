@@ -214,8 +214,12 @@ class Transferer:
         *,
         checkpoint: CheckpointArg = None,
         restart: bool = True,
+        overwrite: bool = True,
     ) -> UploadResult:
         """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``).
+
+        ``overwrite=False``: if ``dest`` exists, ObjectExistsError, before any part is sent
+        and atomically at the end (If-None-Match: *), and the multipart upload is aborted.
 
         ``checkpoint``: ``True`` (a file under the user's cache directory, named after ``src``
         and ``dest``) or a path. The multipart upload is then recorded there as its parts land;
@@ -230,7 +234,7 @@ class Transferer:
         source = os.path.abspath(path)  # noqa: ASYNC240  (getcwd only: no disk access)
         file = resolve(checkpoint, "upload", source, str(address))
         with _one_error():
-            return await engine.upload(path, address, file, restart)
+            return await engine.upload(path, address, file, restart, overwrite)
 
     async def download(
         self,
@@ -323,6 +327,7 @@ async def upload(
     config: TransferConfig | None = None,
     checkpoint: CheckpointArg = None,
     restart: bool = True,
+    overwrite: bool = True,
 ) -> UploadResult:
     """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``) in a one-off session.
 
@@ -331,7 +336,9 @@ async def upload(
     resume. See :meth:`Transferer.upload`.
     """
     async with Transferer(config) as transferer:
-        return await transferer.upload(src, dest, checkpoint=checkpoint, restart=restart)
+        return await transferer.upload(
+            src, dest, checkpoint=checkpoint, restart=restart, overwrite=overwrite
+        )
 
 
 async def download(

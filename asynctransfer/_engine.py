@@ -53,7 +53,9 @@ from ._errors import (
     IntegrityError,
     InvalidRequestError,
     NetworkError,
+    NotFoundError,
     ObjectChangedError,
+    ObjectExistsError,
     ObjectTooLargeError,
     PreconditionFailedError,
     ProtocolViolationError,
@@ -103,6 +105,15 @@ _PRESIGNED_CACHE = 1024
 _DIRECT_MIN_SIZE = 64 * 1024 * 1024
 """Smaller downloads go through the page cache: O_DIRECT saves little there, and a small file
 is more likely to be read right away."""
+
+
+def _exists(dest: S3Address) -> ObjectExistsError:
+    return ObjectExistsError(
+        f"{dest} already exists; not overwritten (overwrite=False / --no-overwrite)",
+        url=str(dest),
+        status=412,
+        code="PreconditionFailed",
+    )
 
 
 def _verdict(exc: TransferError) -> Verdict:
@@ -385,24 +396,34 @@ class Engine:
         dest: S3Address,
         checkpoint: CheckpointFile | None = None,
         restart: bool = True,
+        overwrite: bool = True,
     ) -> UploadResult:
         """``checkpoint``: where an interrupted multipart upload is recorded and resumed from
         (None: abort it on failure). ``restart``: when the source changed since the checkpoint,
-        start over (else SourceChangedError)."""
+        start over (else SourceChangedError). ``overwrite=False``: ObjectExistsError if the
+        key exists, checked before anything is sent and made atomic by If-None-Match."""
         url = str(dest)
         started = time.perf_counter()
         source = await anyio.to_thread.run_sync(local.open_source, path)
         reused = (0, 0)
         try:
             plan = self._plan_upload(source.size, url)
+            if not overwrite:
+                await self._refuse_existing(dest)
             whole = hashing.new_hasher("xxh3")
             algorithm = self.config.checksum
             if plan.multipart:
-                upload = MultipartUpload(self, source, dest, plan, whole, checkpoint)
+                upload = MultipartUpload(
+                    self, source, dest, plan, whole, checkpoint, overwrite=overwrite
+                )
                 put, parts = await upload.run(restart), len(plan)
                 reused = (upload.reused_parts, upload.reused_bytes)
             else:
-                put, parts = await self._upload_single(source, dest, whole), 1
+                put, parts = await self._upload_single(source, dest, whole, overwrite), 1
+        except PreconditionFailedError as exc:
+            if overwrite or isinstance(exc, ObjectExistsError):
+                raise
+            raise _exists(dest) from exc
         finally:
             local.close_fd(source.fd)
         return UploadResult(
@@ -427,8 +448,20 @@ class Engine:
                 f"{source.path}: the file changed while it was being uploaded", url=source.path
             )
 
+    async def _refuse_existing(self, dest: S3Address) -> None:
+        url = str(dest)
+        try:
+            await self.retrying(url, lambda: self.s3.head_object(dest.bucket, dest.key, url))
+        except NotFoundError:
+            return
+        raise _exists(dest)
+
     async def _upload_single(
-        self, source: local.SourceFile, dest: S3Address, whole: hashing.Hasher
+        self,
+        source: local.SourceFile,
+        dest: S3Address,
+        whole: hashing.Hasher,
+        overwrite: bool = True,
     ) -> PutResult:
         url = str(dest)
         algorithm = self.config.checksum
@@ -441,7 +474,12 @@ class Engine:
             async def put_once() -> PutResult:
                 async with self.limiter:
                     return await self.s3.put_object(
-                        dest.bucket, dest.key, buf, checksum_kwargs(algorithm, digest), url
+                        dest.bucket,
+                        dest.key,
+                        buf,
+                        checksum_kwargs(algorithm, digest),
+                        url,
+                        if_none_match=not overwrite,
                     )
 
             put = await self.retrying(url, put_once)

@@ -10,7 +10,8 @@ TransferError                       base; .url names the object or file concerne
 │   ├── NotFoundError                   404: NoSuchBucket, NoSuchKey, NoSuchUpload
 │   ├── AccessDeniedError               401/403, bad credentials; never retried
 │   ├── PreconditionFailedError         412: the object changed under us (If-Match)
-│   │   └── ObjectChangedError              the object or URL changed mid-download (ETag, If-Range)
+│   │   ├── ObjectChangedError              the object or URL changed mid-download (ETag, If-Range)
+│   │   └── ObjectExistsError               the key exists and the upload was not to overwrite it
 │   ├── SlowDownError                   503 SlowDown / 429; retryable
 │   └── ServerError                     other 5xx, or a 200 carrying an <Error> body; retryable
 ├── ProtocolViolationError           a response that contradicts the request (Content-Range, length)
@@ -33,6 +34,7 @@ __all__ = [
     "NetworkError",
     "NotFoundError",
     "ObjectChangedError",
+    "ObjectExistsError",
     "ObjectTooLargeError",
     "PreconditionFailedError",
     "ProtocolViolationError",
@@ -107,6 +109,11 @@ class ObjectChangedError(PreconditionFailedError):
     """The object (or the resource behind a URL) changed while it was being downloaded. The
     download restarts once from the new version unless configured not to; never is a file
     made of two versions."""
+
+
+class ObjectExistsError(PreconditionFailedError):
+    """The destination key exists and the upload was asked not to overwrite it
+    (``overwrite=False``: If-None-Match: * on PutObject and CompleteMultipartUpload)."""
 
 
 class SlowDownError(RemoteError):

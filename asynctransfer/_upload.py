@@ -94,8 +94,11 @@ class MultipartUpload:
         plan: Plan,
         whole: hashing.Hasher,
         checkpoint: CheckpointFile | None,
+        *,
+        overwrite: bool = True,
     ) -> None:
         self.engine = engine
+        self.overwrite = overwrite
         self.source = source
         self.dest = dest
         self.url = str(dest)
@@ -309,7 +312,12 @@ class MultipartUpload:
         result = await engine.retrying(
             self.url,
             lambda: engine.s3.complete_multipart_upload(
-                self.dest.bucket, self.dest.key, upload_id, listed, self.url
+                self.dest.bucket,
+                self.dest.key,
+                upload_id,
+                listed,
+                self.url,
+                if_none_match=not self.overwrite,
             ),
         )
         if self.algorithm == "crc32c":

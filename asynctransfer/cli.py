@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         help="upload: fail if the file changed since the interrupted upload, instead of "
         "aborting it and starting over",
     )
+    cp.add_argument(
+        "--no-overwrite",
+        dest="overwrite",
+        action="store_false",
+        help="upload: fail if the key exists (checked first, and atomically at the end)",
+    )
     cp.add_argument("--expected-sha256", metavar="HEX", help="download: fail unless this digest")
     cp.add_argument("--expected-xxh3", metavar="HEX", help="download: fail unless this xxh3-128")
     cp.add_argument(
@@ -246,7 +252,11 @@ def cp(args: argparse.Namespace) -> int:
         async def go() -> UploadResult | DownloadResult:
             async with Transferer(config) as t:
                 return await t.upload(
-                    args.src, args.dst, checkpoint=checkpoint, restart=args.restart
+                    args.src,
+                    args.dst,
+                    checkpoint=checkpoint,
+                    restart=args.restart,
+                    overwrite=args.overwrite,
                 )
 
     elif src_scheme in downloadable and dst_scheme is None:

@@ -18,6 +18,7 @@ EXPECTED_ALL = [
     "NetworkError",
     "NotFoundError",
     "ObjectChangedError",
+    "ObjectExistsError",
     "ObjectTooLargeError",
     "PreconditionFailedError",
     "ProtocolViolationError",

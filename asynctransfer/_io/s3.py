@@ -315,10 +315,20 @@ class S3Driver:
         return f"{url}: no such key {key!r} in bucket {bucket!r}"
 
     async def put_object(
-        self, bucket: str, key: str, body: bytearray, checksum: dict[str, str], url: str
+        self,
+        bucket: str,
+        key: str,
+        body: bytearray,
+        checksum: dict[str, str],
+        url: str,
+        *,
+        if_none_match: bool = False,
     ) -> PutResult:
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
         with map_errors(url):
-            r = await self._client.put_object(Bucket=bucket, Key=key, Body=body, **checksum)
+            r = await self._client.put_object(
+                Bucket=bucket, Key=key, Body=body, **checksum, **extra
+            )
         return PutResult(_require_etag(r, url, "PutObject"), r.get("VersionId"), _checksums(r))
 
     async def create_multipart_upload(
@@ -354,14 +364,23 @@ class S3Driver:
         return PutResult(_require_etag(r, url, f"UploadPart {number}"), None, _checksums(r))
 
     async def complete_multipart_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[dict[str, Any]], url: str
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[dict[str, Any]],
+        url: str,
+        *,
+        if_none_match: bool = False,
     ) -> PutResult:
+        extra = {"IfNoneMatch": "*"} if if_none_match else {}
         with map_errors(url):
             r = await self._client.complete_multipart_upload(
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
+                **extra,
             )
         # A 200 whose body is an <Error> document parses into a dict without an ETag: that is a
         # failure, never a success.

@@ -11,10 +11,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from asynctransfer import (
     EngineStatistics,
+    ObjectExistsError,
     RetryBudgetError,
     SlowDownError,
     TransferConfig,
@@ -378,3 +380,47 @@ async def test_an_attempt_longer_than_part_timeout_is_retried(
     assert dest.read_bytes() == data
     assert stats.retries == 1
     assert time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------- row 26: do not overwrite
+
+
+@pytest.mark.parametrize("parts", [1, 6])
+async def test_an_existing_key_is_not_overwritten_and_nothing_is_sent(
+    proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path, parts: int
+) -> None:
+    bucket = proxied_bucket
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=b"theirs")
+    src = tmp_path / "src.bin"
+    write_random(src, parts * SMALL_PART)
+    async with Transferer(bucket.config) as t:
+        with pytest.raises(ObjectExistsError, match="already exists"):
+            await t.upload(src, bucket.url("k"), overwrite=False)
+    assert bucket.read("k") == b"theirs"
+    sent = proxy_server.requests("CreateMultipartUpload", "UploadPart", "PutObject")
+    assert sent == []
+
+
+async def test_a_key_created_during_the_upload_is_not_overwritten(
+    proxied_bucket: Bucket, tmp_path: Path
+) -> None:
+    """The check before the upload passed; another writer wins the race; If-None-Match on
+    Complete refuses ours, and the multipart upload is aborted."""
+    bucket = proxied_bucket
+    src = tmp_path / "src.bin"
+    write_random(src, PARTS * SMALL_PART)
+    config = with_config(bucket, max_bytes_per_second=6 * SMALL_PART, max_concurrency=2)
+    async with Transferer(config) as t, anyio.create_task_group() as tg:
+
+        async def other_writer() -> None:
+            while t.statistics().bytes_sent < 2 * SMALL_PART:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            await anyio.to_thread.run_sync(
+                lambda: bucket.client.put_object(Bucket=bucket.name, Key="k", Body=b"theirs")
+            )
+
+        tg.start_soon(other_writer)
+        with pytest.raises(ObjectExistsError):
+            await t.upload(src, bucket.url("k"), overwrite=False)
+    assert bucket.read("k") == b"theirs"
+    assert bucket.open_uploads() == []
