@@ -69,7 +69,10 @@ class TransferConfig:
     max_attempts: int = 5
     """Attempts per request or part for retryable failures (5xx, throttling, resets, stalls,
     truncated bodies), with exponential backoff and full jitter between them. The engine does
-    every retry itself (botocore's own are off), so each is seen and counted. Default 5."""
+    these retries itself (botocore's own are off), so each is seen and counted. One exception:
+    aiohttp (under aiobotocore) sends an idempotent request (an UploadPart PUT) once more at
+    once when a reused keep-alive connection breaks before any answer; that resend is neither
+    counted nor charged to the retry budget. Default 5."""
 
     part_timeout: float | None = None
     """Seconds one attempt at a request or part may take in all (a body that trickles in

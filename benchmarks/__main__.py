@@ -1,4 +1,4 @@
-"""``python -m benchmarks s3|http [options]``: the benchmark suites (see benchmarks/README.md)."""
+"""``python -m benchmarks s3|http|faults [options]``: the suites (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import sys
 
 _USAGE = """usage: python -m benchmarks s3 [--size 1GiB] [--repeat 3] [--quick] [--server local|moto] ...
        python -m benchmarks http [--size 1GiB] [--repeat 3] [--quick] [--contestants ...] ...
+       python -m benchmarks faults [--size 1GiB] [--repeat 3] [--quick] [--json PATH] ...
 
 commands:
   s3    asynctransfer vs boto3, aioboto3, obstore, s3fs on a local S3 endpoint
         (python -m benchmarks s3 --help for its options)
   http  asynctransfer vs curl and aria2c downloading from a local nginx
         (python -m benchmarks http --help for its options)
+  faults  asynctransfer vs boto3 through a proxy that answers 503 SlowDown and resets
+        (python -m benchmarks faults --help for its options)
 """
 
 
@@ -24,6 +27,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.http_suite import main as http
 
         return http(argv[1:])
+    if argv[:1] == ["faults"]:
+        from benchmarks.faults import main as faults
+
+        return faults(argv[1:])
     sys.stderr.write(_USAGE)
     return 0 if argv[:1] in (["-h"], ["--help"]) else 2
 
