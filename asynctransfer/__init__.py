@@ -2,6 +2,7 @@
 
 from ._api import Transferer, download, upload
 from ._engine import EngineStatistics
+from ._events import Event, EventHook
 from ._errors import (
     AccessDeniedError,
     IntegrityError,
@@ -31,6 +32,8 @@ __all__ = [
     "AccessDeniedError",
     "DownloadResult",
     "EngineStatistics",
+    "Event",
+    "EventHook",
     "IntegrityError",
     "InvalidRequestError",
     "LocalFileError",

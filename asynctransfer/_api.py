@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Self
 import anyio
 import anyio.to_thread
 
+from . import _events
 from ._checkpoints import CheckpointArg, resolve
 from ._core.checkpoint import shown_source, source_digest
 from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
     from types import TracebackType
 
+    from ._events import EventHook
     from ._results import DownloadResult, UploadResult
     from ._sinks import Writable
 
@@ -215,8 +217,12 @@ class Transferer:
         checkpoint: CheckpointArg = None,
         restart: bool = True,
         overwrite: bool = True,
+        on_event: EventHook | None = None,
     ) -> UploadResult:
         """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``).
+
+        ``on_event``: called with each ``Event`` of the transfer (started, part, retry,
+        slowdown, finished, failed); see ``asynctransfer.progress`` for ready-made bars.
 
         ``overwrite=False``: if ``dest`` exists, ObjectExistsError, before any part is sent
         and atomically at the end (If-None-Match: *), and the multipart upload is aborted.
@@ -233,7 +239,7 @@ class Transferer:
         engine = self._require_engine()
         source = os.path.abspath(path)  # noqa: ASYNC240  (getcwd only: no disk access)
         file = resolve(checkpoint, "upload", source, str(address))
-        with _one_error():
+        with _events.reporting(on_event, str(address), "upload"), _one_error():
             return await engine.upload(path, address, file, restart, overwrite)
 
     async def download(
@@ -245,6 +251,7 @@ class Transferer:
         expected_sha256: str | None = None,
         expected_xxh3: str | None = None,
         checkpoint: CheckpointArg = None,
+        on_event: EventHook | None = None,
     ) -> DownloadResult:
         """Download ``src`` (``s3://bucket/key``, or an ``http(s)://`` URL) to ``dest``.
 
@@ -260,6 +267,7 @@ class Transferer:
         temporary file and records there which ranges it holds; the next call with the same
         checkpoint checks the object is the same version and fetches only the rest (each kept
         range verified against its recorded xxh3). A changed object starts from zero.
+        ``on_event``: as for :meth:`upload`.
         """
         scheme = scheme_of(src)
         options = DownloadOptions(
@@ -272,20 +280,22 @@ class Transferer:
             target = await _destination(dest, name, src)
             options = _with_checkpoint(options, checkpoint, src, target)
             engine = self._require_engine()
-            return await _restarting(
-                lambda: UrlDownload(engine, engine.http, src, target, options).run(),
-                engine.config.restart_on_change and not _is_stream(target),
-            )
+            with _events.reporting(on_event, redact(src), "download"):
+                return await _restarting(
+                    lambda: UrlDownload(engine, engine.http, src, target, options).run(),
+                    engine.config.restart_on_change and not _is_stream(target),
+                )
         if options.headers:
             raise InvalidRequestError("headers= applies to http(s):// URLs only", url=src)
         address = _s3_address(src, "download source")
         target = await _destination(dest, address.key.rstrip("/").rsplit("/", 1)[-1], src)
         options = _with_checkpoint(options, checkpoint, str(address), target)
         engine = self._require_engine()
-        return await _restarting(
-            lambda: engine.download(address, target, options),
-            engine.config.restart_on_change and not _is_stream(target),
-        )
+        with _events.reporting(on_event, str(address), "download"):
+            return await _restarting(
+                lambda: engine.download(address, target, options),
+                engine.config.restart_on_change and not _is_stream(target),
+            )
 
     async def list_uploads(self, url: str, *, older_than: float | None = None) -> list[UploadInfo]:
         """The open multipart uploads under ``url`` (``s3://bucket`` or ``s3://bucket/prefix``),
@@ -328,6 +338,7 @@ async def upload(
     checkpoint: CheckpointArg = None,
     restart: bool = True,
     overwrite: bool = True,
+    on_event: EventHook | None = None,
 ) -> UploadResult:
     """Upload the local file ``src`` to ``dest`` (``s3://bucket/key``) in a one-off session.
 
@@ -337,7 +348,12 @@ async def upload(
     """
     async with Transferer(config) as transferer:
         return await transferer.upload(
-            src, dest, checkpoint=checkpoint, restart=restart, overwrite=overwrite
+            src,
+            dest,
+            checkpoint=checkpoint,
+            restart=restart,
+            overwrite=overwrite,
+            on_event=on_event,
         )
 
 
@@ -350,6 +366,7 @@ async def download(
     expected_sha256: str | None = None,
     expected_xxh3: str | None = None,
     checkpoint: CheckpointArg = None,
+    on_event: EventHook | None = None,
 ) -> DownloadResult:
     """Download ``src`` (``s3://bucket/key`` or an ``http(s)://`` URL) to ``dest`` (a path or
     a binary stream) in a one-off session, in parallel ranges pinned to one version. See
@@ -362,4 +379,5 @@ async def download(
             expected_sha256=expected_sha256,
             expected_xxh3=expected_xxh3,
             checkpoint=checkpoint,
+            on_event=on_event,
         )

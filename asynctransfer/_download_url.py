@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
+from . import _events
 from ._core.plan import Part, plan_download
 from ._core.ranges import RangeMismatchError, parse_content_range, range_header
 from ._errors import (
@@ -228,6 +229,7 @@ class UrlDownload:
         if _origin(final) != _origin(self.url):
             headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
         fetcher = _RangeFetcher(self, final, headers, validator, etag, total)
+        _events.started(total, len(plan))
         try:
             await engine.fetch_ranges(
                 self.shown, plan, sink, fetcher, first=(first, buf, received), resume=resume
@@ -253,6 +255,7 @@ class UrlDownload:
         hashers = engine.hashers(self.options)
         # Chunks of any length, so no O_DIRECT.
         sink = await engine.open_sink(self.dest, size, plan, hashers, direct=False)
+        _events.started(size, 0)
         view = memoryview(buf)
         offset = number = 0
         try:
@@ -277,6 +280,7 @@ class UrlDownload:
                     await anyio.to_thread.run_sync(_write_in_order, sink, part, view[:filled])
                     offset += filled
                     engine._bytes_received += filled
+                    _events.part_done(number, filled, in_flight=engine.limiter.borrowed_tokens)
                 if filled < len(view):
                     break
             if size is not None and offset != size:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
+from . import _events
 from ._buffers import Buffer, BufferPool, BufferPoolStatistics
 from ._core.checksums import (
     UniformComposite,
@@ -327,6 +328,7 @@ class Engine:
                         url=url,
                     ) from exc
                 self._retries += 1
+                _events.retry(attempt + 1, exc)
                 logger.info("%s: retrying (attempt %d): %s", url, attempt + 1, exc)
                 await anyio.sleep(full_jitter(attempt, self._rng))
                 if verdict is Verdict.REREAD and reread is not None:
@@ -343,6 +345,7 @@ class Engine:
             if limit != self.limiter.total_tokens:
                 logger.info("store throttling: in-flight limit now %d", limit)
                 self.limiter.total_tokens = limit
+                _events.slowdown(limit)
 
     def _succeeded(self) -> None:
         if self._budget is not None:
@@ -410,6 +413,7 @@ class Engine:
             plan = self._plan_upload(source.size, url)
             if not overwrite:
                 await self._refuse_existing(dest)
+            _events.started(source.size, len(plan) if plan.multipart else 1)
             whole = hashing.new_hasher("xxh3")
             algorithm = self.config.checksum
             if plan.multipart:
@@ -484,6 +488,7 @@ class Engine:
 
             put = await self.retrying(url, put_once)
             self._bytes_sent += len(buf)
+            _events.part_done(1, len(buf), in_flight=self.limiter.borrowed_tokens)
         finally:
             self.pool.release(buf)
         if algorithm == "crc32c" and digest is not None:
@@ -539,6 +544,7 @@ class Engine:
             options, dest, url, info.size, plan, info.etag, info.version_id
         )
         sink = await self.open_sink(dest, info.size, plan, hashers, temp=temp, resume=resume)
+        _events.started(info.size, len(plan))
         try:
             await self.fetch_ranges(
                 url,
@@ -870,6 +876,9 @@ class Engine:
                 await sink.turns.wait(part.number)
                 await anyio.to_thread.run_sync(sink.in_order, view[: part.length])
             sink.turns.done(part.number)
+            _events.part_done(
+                part.number, part.length, in_flight=self.limiter.borrowed_tokens, reused=reused
+            )
             if resume is not None and not reused:
                 await resume.save()
         finally:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from . import _events
 from ._checkpoints import resolve
 from ._core.checkpoint import (
     CheckpointError,
@@ -336,6 +337,9 @@ class MultipartUpload:
         self._sent[part.number] = (record.etag, digest)
         self.reused_parts += 1
         self.reused_bytes += part.length
+        _events.part_done(
+            part.number, part.length, in_flight=self.engine.limiter.borrowed_tokens, reused=True
+        )
 
     async def _send_part(
         self,
@@ -383,6 +387,7 @@ class MultipartUpload:
         finally:
             engine.pool.release(buf)
         self._sent[part.number] = (put.etag, digest)
+        _events.part_done(part.number, part.length, in_flight=engine.limiter.borrowed_tokens)
         if self._saver is not None and local_slice is not None:
             assert self._state is not None
             checksum = put.checksums.get("CRC32C") or local_slice.crc32c

@@ -26,9 +26,12 @@ from ._core.urls import scheme_of
 from ._errors import InvalidRequestError, TransferError
 from ._options import TransferConfig
 from ._results import DownloadResult, UploadResult
+from .progress import JsonLines, auto_progress
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+
+    from ._events import EventHook
 
 T = TypeVar("T")
 logger = logging.getLogger("asynctransfer")
@@ -124,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--expected-xxh3", metavar="HEX", help="download: fail unless this xxh3-128")
     cp.add_argument(
         "--json", action="store_true", help="print the result as one JSON object on stdout"
+    )
+    cp.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar (one is drawn on a terminal)"
+    )
+    cp.add_argument(
+        "--events",
+        action="store_true",
+        help="write every event (started, part, retry, slowdown, finished, failed) to stderr, "
+        "one JSON object per line, instead of a progress bar",
     )
     cp.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
     add_uploads_parser(commands)
@@ -227,6 +239,14 @@ def _headers(values: list[str] | None) -> dict[str, str]:
     return headers
 
 
+def _reporter(args: argparse.Namespace) -> EventHook | None:
+    if args.events:
+        return JsonLines(sys.stderr)
+    if args.quiet:
+        return None
+    return auto_progress(sys.stderr)
+
+
 def cp(args: argparse.Namespace) -> int:
     config = _config(args)
     src_scheme, dst_scheme = scheme_of(args.src), scheme_of(args.dst)
@@ -238,6 +258,7 @@ def cp(args: argparse.Namespace) -> int:
                 "(as a source) and local paths"
             )
     headers = _headers(args.header)
+    on_event = _reporter(args)
     if headers and src_scheme not in ("http", "https"):
         raise InvalidRequestError("--header applies to http(s):// sources only")
     expected = {"expected_sha256": args.expected_sha256, "expected_xxh3": args.expected_xxh3}
@@ -257,6 +278,7 @@ def cp(args: argparse.Namespace) -> int:
                     checkpoint=checkpoint,
                     restart=args.restart,
                     overwrite=args.overwrite,
+                    on_event=on_event,
                 )
 
     elif src_scheme in downloadable and dst_scheme is None:
@@ -265,7 +287,12 @@ def cp(args: argparse.Namespace) -> int:
         async def go() -> UploadResult | DownloadResult:
             async with Transferer(config) as t:
                 return await t.download(
-                    args.src, dest, headers=headers, checkpoint=checkpoint, **expected
+                    args.src,
+                    dest,
+                    headers=headers,
+                    checkpoint=checkpoint,
+                    on_event=on_event,
+                    **expected,
                 )
 
     else:

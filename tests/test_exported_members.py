@@ -12,6 +12,8 @@ EXPECTED_ALL = [
     "AccessDeniedError",
     "DownloadResult",
     "EngineStatistics",
+    "Event",
+    "EventHook",
     "IntegrityError",
     "InvalidRequestError",
     "LocalFileError",

@@ -1,5 +1,7 @@
 """The fault suite: an upload or a download through the fault proxy in front of moto, with the
-faults of rows 1-7, 12, 27 and 32 of the reliability matrix. Each test asserts the invariants:
+faults of rows 1-3, 5-7, 10, 12, 26, 27 and 32 of the reliability matrix (rows 4, 8, 9, 11,
+21-25 and 31 are in test_wire, test_integrity and test_bad_input; 13-20 in the resume and kill
+tests; 30 in test_netns), and hedging. Each test asserts the invariants:
 I1 byte-exact success or one typed error; I2 nothing under the final name unless verified;
 I3 no multipart upload left open (the ``proxied_bucket`` fixture asserts it); I4 bounded time
 (the timeout mark) and every part buffer given back."""
@@ -16,6 +18,7 @@ import pytest
 
 from asynctransfer import (
     EngineStatistics,
+    ObjectChangedError,
     ObjectExistsError,
     RetryBudgetError,
     SlowDownError,
@@ -424,3 +427,39 @@ async def test_a_key_created_during_the_upload_is_not_overwritten(
             await t.upload(src, bucket.url("k"), overwrite=False)
     assert bucket.read("k") == b"theirs"
     assert bucket.open_uploads() == []
+
+
+# ---------------------------------------------------------------- row 10: the object changes
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["restart", "fail"])
+async def test_an_object_overwritten_mid_download_is_never_mixed(
+    bucket: Bucket, tmp_path: Path, restart: bool
+) -> None:
+    """If-Match on every range: a 412 says the object changed. By default the download
+    starts over once from the new version; with restart_on_change=False it fails. Never a
+    file made of both."""
+    old, new = random_bytes(PARTS * SMALL_PART, seed=1), random_bytes(PARTS * SMALL_PART, seed=2)
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=old)
+    dest = tmp_path / "out.bin"
+    config = with_config(
+        bucket, max_bytes_per_second=6 * SMALL_PART, max_concurrency=2, restart_on_change=restart
+    )
+    async with Transferer(config) as t, anyio.create_task_group() as tg:
+
+        async def overwrite() -> None:
+            while t.statistics().bytes_received < 2 * SMALL_PART:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            await anyio.to_thread.run_sync(
+                lambda: bucket.client.put_object(Bucket=bucket.name, Key="k", Body=new)
+            )
+
+        tg.start_soon(overwrite)
+        if restart:
+            result = await t.download(bucket.url("k"), dest)
+            assert dest.read_bytes() == new
+            assert result.etag == bucket.client.head_object(Bucket=bucket.name, Key="k")["ETag"]
+        else:
+            with pytest.raises(ObjectChangedError, match="changed during the download"):
+                await t.download(bucket.url("k"), dest)
+            _no_file(tmp_path)

@@ -48,9 +48,11 @@ async def _interrupt(bucket: Bucket, src: Path, checkpoint: Path, after: int = 3
         assert not deadline.cancelled_caught, "the upload never got going"
 
 
-async def _resume(bucket: Bucket, src: Path, checkpoint: Path, **kwargs: bool) -> UploadResult:
+async def _resume(
+    bucket: Bucket, src: Path, checkpoint: Path, *, restart: bool = True
+) -> UploadResult:
     async with Transferer(bucket.config) as t:
-        return await t.upload(src, bucket.url("k"), checkpoint=checkpoint, **kwargs)
+        return await t.upload(src, bucket.url("k"), checkpoint=checkpoint, restart=restart)
 
 
 async def test_a_cancelled_upload_keeps_its_checkpoint_and_resumes_with_the_missing_parts(
