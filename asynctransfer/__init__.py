@@ -2,7 +2,6 @@
 
 from ._api import Transferer, download, upload
 from ._engine import EngineStatistics
-from ._events import Event, EventHook
 from ._errors import (
     AccessDeniedError,
     IntegrityError,
@@ -23,6 +22,7 @@ from ._errors import (
     TransferError,
     TransferTimeoutError,
 )
+from ._events import Event, EventHook
 from ._options import TransferConfig
 from ._orphans import UploadInfo
 from ._results import DownloadResult, UploadResult

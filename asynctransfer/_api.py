@@ -12,6 +12,8 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Self
 
 import anyio
+import anyio.abc
+import anyio.from_thread
 import anyio.to_thread
 
 from . import _events
@@ -25,10 +27,13 @@ from ._io.http import redact
 from ._io.s3 import S3Driver
 from ._options import TransferConfig
 from ._orphans import UploadInfo, abort_uploads, list_uploads
+from ._upload_stream import ByteSource, check_source
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
     from types import TracebackType
+
+    from anyio.streams.memory import MemoryObjectSendStream
 
     from ._events import EventHook
     from ._results import DownloadResult, UploadResult
@@ -160,6 +165,26 @@ def _one_error() -> Iterator[None]:
         raise first from first.__cause__
 
 
+class _ReaderGone(Exception):
+    """The consumer of ``open_read`` stopped reading."""
+
+
+class _ChannelWriter:
+    """A writable for ``StreamSink``: each in-order chunk goes, copied (the part buffer is
+    reused), into a memory channel. ``write`` runs in a worker thread and blocks while the
+    consumer is behind: that is the backpressure."""
+
+    def __init__(self, send: MemoryObjectSendStream[bytes]) -> None:
+        self._send = send
+
+    def write(self, data: memoryview, /) -> int:
+        try:
+            anyio.from_thread.run(self._send.send, bytes(data))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise _ReaderGone from exc
+        return len(data)
+
+
 class Transferer:
     """A session for many transfers: owns the S3 client and the limits they all share.
 
@@ -172,6 +197,7 @@ class Transferer:
         self._state = _State.UNOPENED
         self._stack = AsyncExitStack()
         self._engine: Engine | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
 
     @property
     def config(self) -> TransferConfig:
@@ -190,6 +216,9 @@ class Transferer:
         self._engine = Engine(self._config, s3)
         self._stack.callback(self._engine.close)
         self._stack.push_async_callback(self._engine.http.aclose)
+        # Background work of the session (open_read's downloads); stopped first on exit.
+        self._tasks = await self._stack.enter_async_context(anyio.create_task_group())
+        self._stack.callback(self._tasks.cancel_scope.cancel)
         return self
 
     async def __aexit__(
@@ -200,7 +229,13 @@ class Transferer:
     ) -> None:
         self._state = _State.CLOSED
         self._engine = None
+        self._tasks = None
         await self._stack.aclose()
+
+    def _require_tasks(self) -> anyio.abc.TaskGroup:
+        self._require_engine()
+        assert self._tasks is not None
+        return self._tasks
 
     def _require_engine(self) -> Engine:
         if self._engine is None:
@@ -211,7 +246,7 @@ class Transferer:
 
     async def upload(
         self,
-        src: StrPath,
+        src: StrPath | ByteSource,
         dest: str,
         *,
         checkpoint: CheckpointArg = None,
@@ -224,6 +259,10 @@ class Transferer:
         ``on_event``: called with each ``Event`` of the transfer (started, part, retry,
         slowdown, finished, failed); see ``asynctransfer.progress`` for ready-made bars.
 
+        ``src`` may also be bytes as they come: an async iterable of bytes, or an object with
+        an async ``read(n)`` (a request body in a service), of any length: parts go out as
+        they fill, within the memory budget (no checkpoint: a stream cannot be read again).
+
         ``overwrite=False``: if ``dest`` exists, ObjectExistsError, before any part is sent
         and atomically at the end (If-None-Match: *), and the multipart upload is aborted.
 
@@ -234,9 +273,18 @@ class Transferer:
         failure aborts the upload. ``restart``: if ``src`` changed since the checkpoint, abort
         the old upload and start over; ``False``: raise SourceChangedError instead.
         """
-        path = _local_path(src, "upload source")
         address = _s3_address(dest, "upload destination")
         engine = self._require_engine()
+        if not isinstance(src, (str, os.PathLike)):
+            stream = check_source(src)
+            if checkpoint:
+                raise InvalidRequestError(
+                    "checkpoint= needs a file: a stream cannot be read again to resume",
+                    url=str(address),
+                )
+            with _events.reporting(on_event, str(address), "upload"), _one_error():
+                return await engine.upload_stream(stream, address, overwrite)
+        path = _local_path(src, "upload source")
         source = os.path.abspath(path)  # noqa: ASYNC240  (getcwd only: no disk access)
         file = resolve(checkpoint, "upload", source, str(address))
         with _events.reporting(on_event, str(address), "upload"), _one_error():
@@ -297,6 +345,51 @@ class Transferer:
                 engine.config.restart_on_change and not _is_stream(target),
             )
 
+    async def open_read(
+        self,
+        src: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        expected_sha256: str | None = None,
+        expected_xxh3: str | None = None,
+        on_event: EventHook | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The bytes of ``src`` (``s3://bucket/key`` or an ``http(s)://`` URL) in order, as an
+        async iterator of chunks: ``async for chunk in t.open_read(url)``. Parallel ranges run
+        behind it within the memory budget, pinned to one version; a slow consumer slows the
+        download down. The expected digests are checked at the end (an IntegrityError then
+        comes after the bytes). Leaving the loop early cancels the download."""
+        tasks = self._require_tasks()
+        send, receive = anyio.create_memory_object_stream[bytes](max_buffer_size=2)
+        writer = _ChannelWriter(send)
+        failure: list[Exception] = []
+
+        async def produce() -> None:
+            async with send:
+                try:
+                    await self.download(
+                        src,
+                        writer,
+                        headers=headers,
+                        expected_sha256=expected_sha256,
+                        expected_xxh3=expected_xxh3,
+                        on_event=on_event,
+                    )
+                except _ReaderGone:
+                    pass
+                except Exception as exc:  # noqa: BLE001  (raised to the consumer below)
+                    failure.append(exc)
+
+        # The download runs in the session's task group, not in a task group of this
+        # generator: a generator left early is closed later, from another task, where a
+        # cancel scope of its own would break. Closing the channel is what stops the download.
+        tasks.start_soon(produce)
+        async with receive:
+            async for chunk in receive:
+                yield chunk
+        if failure:
+            raise failure[0]
+
     async def list_uploads(self, url: str, *, older_than: float | None = None) -> list[UploadInfo]:
         """The open multipart uploads under ``url`` (``s3://bucket`` or ``s3://bucket/prefix``),
         optionally only those started more than ``older_than`` seconds ago. Each says whether
@@ -331,7 +424,7 @@ class Transferer:
 
 
 async def upload(
-    src: StrPath,
+    src: StrPath | ByteSource,
     dest: str,
     *,
     config: TransferConfig | None = None,

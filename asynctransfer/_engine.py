@@ -77,6 +77,7 @@ from ._resume import DownloadResume
 from ._sinks import FileSink, Sink, StreamSink, Writable
 from ._turns import Turns
 from ._upload import MultipartUpload, checksum_kwargs, read_part
+from ._upload_stream import ByteSource, StreamUpload
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -444,6 +445,19 @@ class Engine:
             reused_parts=reused[0],
             reused_bytes=reused[1],
         )
+
+    async def upload_stream(
+        self, source: ByteSource, dest: S3Address, overwrite: bool = True
+    ) -> UploadResult:
+        """Bytes as they come (an async iterable, or an async ``read``) to ``dest``."""
+        try:
+            if not overwrite:
+                await self._refuse_existing(dest)
+            return await StreamUpload(self, source, dest, overwrite).run()
+        except PreconditionFailedError as exc:
+            if overwrite or isinstance(exc, ObjectExistsError):
+                raise
+            raise _exists(dest) from exc
 
     async def check_unchanged(self, source: local.SourceFile) -> None:
         st = await anyio.to_thread.run_sync(os.stat, source.path)

@@ -17,6 +17,7 @@ cleanup (the multipart upload aborted, or kept with its checkpoint) before it pr
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -25,10 +26,12 @@ from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 from . import _api
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from contextlib import AbstractContextManager
     from types import TracebackType
 
     from ._engine import EngineStatistics
+    from ._events import EventHook
     from ._options import TransferConfig
 
 __all__ = ["Transferer", "download", "upload"]
@@ -98,6 +101,10 @@ upload = _blocking(_api.upload)
 download = _blocking(_api.download)
 
 
+class _ReaderGone(Exception):
+    """The consumer of ``open_read`` stopped reading."""
+
+
 class Transferer:
     """The blocking twin of :class:`asynctransfer.Transferer`: ``with sync.Transferer(config)
     as t: t.upload(...)``. Its limits bound every transfer made through it, from any thread."""
@@ -105,6 +112,7 @@ class Transferer:
     def __init__(self, config: TransferConfig | None = None) -> None:
         self._session = _api.Transferer(config)
         self._portal: BlockingPortal | None = None
+        self._held: AbstractContextManager[_api.Transferer] | None = None
 
     @property
     def config(self) -> TransferConfig:
@@ -117,12 +125,15 @@ class Transferer:
 
     def __enter__(self) -> Self:
         portal = _portals.__enter__()
+        # One task holds the session open from enter to exit: its task group must be entered
+        # and left by the same task.
+        session = portal.wrap_async_context_manager(self._session)
         try:
-            portal.call(self._session.__aenter__)
+            session.__enter__()
         except BaseException:
             _portals.__exit__(None, None, None)
             raise
-        self._portal = portal
+        self._portal, self._held = portal, session
         return self
 
     def __exit__(
@@ -131,9 +142,11 @@ class Transferer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        portal, self._portal = self._open_portal(), None
+        self._open_portal()
+        session, self._portal, self._held = self._held, None, None
         try:
-            portal.call(self._session.__aexit__, exc_type, exc, tb)
+            if session is not None:
+                session.__exit__(exc_type, exc, tb)
         finally:
             _portals.__exit__(None, None, None)
 
@@ -141,6 +154,58 @@ class Transferer:
     download = _blocking_method(_api.Transferer.download)
     list_uploads = _blocking_method(_api.Transferer.list_uploads)
     abort_uploads = _blocking_method(_api.Transferer.abort_uploads)
+
+    def open_read(
+        self,
+        src: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        expected_sha256: str | None = None,
+        expected_xxh3: str | None = None,
+        on_event: EventHook | None = None,
+    ) -> Iterator[bytes]:
+        """The bytes of ``src`` in order, as an iterator of chunks: ``for chunk in
+        t.open_read(url)``; see :meth:`asynctransfer.Transferer.open_read`. Leaving the loop
+        early cancels the download."""
+        portal = self._open_portal()
+        chunks: queue.Queue[bytes] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        class Writer:
+            # Called in the engine's worker threads: blocking here is the backpressure.
+            def write(self, data: memoryview, /) -> int:
+                chunk = bytes(data)
+                while not stop.is_set():
+                    try:
+                        chunks.put(chunk, timeout=0.1)
+                        return len(data)
+                    except queue.Full:
+                        continue
+                raise _ReaderGone
+
+        future = portal.start_task_soon(
+            functools.partial(
+                self._session.download,
+                src,
+                Writer(),
+                headers=headers,
+                expected_sha256=expected_sha256,
+                expected_xxh3=expected_xxh3,
+                on_event=on_event,
+            )
+        )
+        try:
+            while True:
+                try:
+                    yield chunks.get(timeout=0.05)
+                except queue.Empty:
+                    if future.done() and chunks.empty():
+                        future.result()  # the download's error, if it failed
+                        return
+        finally:
+            if not future.done():
+                stop.set()
+                future.cancel()
 
     def statistics(self) -> EngineStatistics:
         """A snapshot of in-flight requests, buffer memory and bytes moved."""

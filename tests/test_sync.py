@@ -38,6 +38,9 @@ def test_the_twin_mirrors_the_async_verbs_name_for_name() -> None:
         mine, theirs = getattr(sync.Transferer, name), getattr(asynctransfer.Transferer, name)
         assert inspect.signature(mine) == inspect.signature(theirs)
         assert mine.__doc__ == theirs.__doc__
+    # An iterator of chunks instead of an async one: the same parameters.
+    mine, theirs = sync.Transferer.open_read, asynctransfer.Transferer.open_read
+    assert inspect.signature(mine).parameters == inspect.signature(theirs).parameters
 
 
 def test_a_session_from_a_plain_thread(bucket: Bucket, tmp_path: Path) -> None:
