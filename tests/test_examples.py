@@ -66,6 +66,7 @@ def test_the_service_streams_bodies_to_s3_and_back(bucket: Bucket) -> None:
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"{url}/objects/nope", timeout=30)
         assert missing.value.code == 404
+        missing.value.close()
     finally:
         stop_process(process)
         assert process.stderr is not None
