@@ -5,12 +5,15 @@ entering ``Transferer`` (the aiohttp session and the aiobotocore client). A down
 temporary file beside the destination and renames it over the destination once verified, so
 a preallocated destination does not help it (the rename drops the old file instead).
 As ``asynctransfer-nofsync`` it runs with ``durable=False``: no fsync, as the peers do.
+The transfer's event stream (``on_event``) is counted by kind into the child's record
+(``events``): parts, retries and slowdowns as the engine saw them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from collections import Counter
 from typing import Any
 
 from benchmarks.peers import Spec, child_main, timed
@@ -31,18 +34,23 @@ def run(spec: Spec) -> dict[str, Any]:
     )
     url = f"s3://{spec.bucket}/{spec.key}"
 
+    events: Counter[str] = Counter()
+
+    def count(event: asynctransfer.Event) -> None:
+        events[event.kind] += 1
+
     async def go() -> dict[str, Any]:
         result: asynctransfer.UploadResult | asynctransfer.DownloadResult
         async with asynctransfer.Transferer(config) as transferer:
             with timed():
                 if spec.direction == "upload":
-                    result = await transferer.upload(spec.file, url)
+                    result = await transferer.upload(spec.file, url, on_event=count)
                 else:
-                    result = await transferer.download(url, spec.file)
+                    result = await transferer.download(url, spec.file, on_event=count)
         return dataclasses.asdict(result)
 
     result: dict[str, Any] = anyio.run(go, backend="asyncio", backend_options={"use_uvloop": True})
-    return {"result": result, "loop": "uvloop"}
+    return {"result": result, "loop": "uvloop", "events": dict(events)}
 
 
 if __name__ == "__main__":
