@@ -80,6 +80,48 @@ def read_part(
     )
 
 
+async def complete(
+    engine: Engine,
+    dest: S3Address,
+    upload_id: str,
+    sent: dict[int, tuple[str, bytes | None]],
+    parts: int,
+    *,
+    overwrite: bool,
+) -> PutResult:
+    """CompleteMultipartUpload with parts 1..``parts`` in order (``sent``: number -> ETag and
+    checksum digest), retried like any request: a 5xx, a reset, or a 200 carrying an <Error>
+    document leaves the upload open, and the same part list completes it. With CRC32C, the
+    store's composite checksum is compared with ours."""
+    url = str(dest)
+    algorithm = engine.config.checksum
+    listed: list[dict[str, Any]] = []
+    digests: list[bytes] = []
+    for number in range(1, parts + 1):
+        etag, digest = sent[number]
+        entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
+        if digest is not None:
+            digests.append(digest)
+            if algorithm == "crc32c":
+                entry["ChecksumCRC32C"] = hashing.b64(digest)
+        listed.append(entry)
+    await engine.throttle(0)
+    result = await engine.retrying(
+        url,
+        lambda: engine.s3.complete_multipart_upload(
+            dest.bucket, dest.key, upload_id, listed, url, if_none_match=not overwrite
+        ),
+    )
+    if algorithm == "crc32c":
+        theirs = result.checksums.get("CRC32C")
+        ours = hashing.composite_crc32c(digests)
+        if theirs is not None and "-" in theirs and theirs != ours:
+            raise IntegrityError(
+                f"{url}: the store's composite CRC32C {theirs} differs from ours {ours}", url=url
+            )
+    return result
+
+
 def identity(source: local.SourceFile) -> SourceIdentity:
     return SourceIdentity(source.size, source.mtime_ns, source.device, source.inode)
 
@@ -296,40 +338,10 @@ class MultipartUpload:
                     engine.pool.release(buf)
                     raise
                 tg.start_soon(self._send_part, upload_id, part, buf, digest, local_slice)
-        listed: list[dict[str, Any]] = []
-        digests: list[bytes] = []
-        for number in range(1, len(self.plan) + 1):
-            etag, digest = self._sent[number]
-            if digest is not None:
-                digests.append(digest)
-            entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
-            if self.algorithm == "crc32c" and digest is not None:
-                entry["ChecksumCRC32C"] = hashing.b64(digest)
-            listed.append(entry)
         await engine.check_unchanged(self.source)
-        await engine.throttle(0)
-        # Retried like any request: a 5xx, a reset, or a 200 carrying an <Error> document
-        # (ServerError) leaves the upload open, and the same part list completes it.
-        result = await engine.retrying(
-            self.url,
-            lambda: engine.s3.complete_multipart_upload(
-                self.dest.bucket,
-                self.dest.key,
-                upload_id,
-                listed,
-                self.url,
-                if_none_match=not self.overwrite,
-            ),
+        return await complete(
+            engine, self.dest, upload_id, self._sent, len(self.plan), overwrite=self.overwrite
         )
-        if self.algorithm == "crc32c":
-            theirs = result.checksums.get("CRC32C")
-            ours = hashing.composite_crc32c(digests)
-            if theirs is not None and "-" in theirs and theirs != ours:
-                raise IntegrityError(
-                    f"{self.url}: the store's composite CRC32C {theirs} differs from ours {ours}",
-                    url=self.url,
-                )
-        return result
 
     def _keep(self, part: Part, record: PartRecord, digest: bytes | None) -> None:
         assert self._state is not None

@@ -23,10 +23,10 @@ import anyio.to_thread
 
 from . import _events
 from ._core.plan import MAX_PARTS
-from ._errors import IntegrityError, InvalidRequestError, ObjectTooLargeError
+from ._errors import InvalidRequestError, ObjectTooLargeError
 from ._io import hashing
 from ._results import UploadResult
-from ._upload import checksum_kwargs
+from ._upload import checksum_kwargs, complete
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -222,40 +222,10 @@ class StreamUpload:
         return result
 
     async def _complete(self, parts: int) -> PutResult:
-        engine = self.engine
         assert self.upload_id is not None
-        upload_id = self.upload_id
-        listed: list[dict[str, Any]] = []
-        digests: list[bytes] = []
-        for number in range(1, parts + 1):
-            etag, digest = self.sent[number]
-            entry: dict[str, Any] = {"PartNumber": number, "ETag": etag}
-            if digest is not None:
-                digests.append(digest)
-                if self.algorithm == "crc32c":
-                    entry["ChecksumCRC32C"] = hashing.b64(digest)
-            listed.append(entry)
-        await engine.throttle(0)
-        result = await engine.retrying(
-            self.url,
-            lambda: engine.s3.complete_multipart_upload(
-                self.dest.bucket,
-                self.dest.key,
-                upload_id,
-                listed,
-                self.url,
-                if_none_match=not self.overwrite,
-            ),
+        return await complete(
+            self.engine, self.dest, self.upload_id, self.sent, parts, overwrite=self.overwrite
         )
-        if self.algorithm == "crc32c":
-            theirs = result.checksums.get("CRC32C")
-            ours = hashing.composite_crc32c(digests)
-            if theirs is not None and "-" in theirs and theirs != ours:
-                raise IntegrityError(
-                    f"{self.url}: the store's composite CRC32C {theirs} differs from ours {ours}",
-                    url=self.url,
-                )
-        return result
 
 
 def check_source(source: object) -> ByteSource:
