@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.metadata
 import json
 import os
-import platform
 import signal
 import sys
 import tempfile
@@ -46,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks import chart
-from benchmarks.files import git_state, random_file
+from benchmarks.files import random_file, run_description
 from benchmarks.harness import (
     BUCKET,
     PEERS_VENV,
@@ -452,15 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "faults",
         "when_utc": stamp,
         "parameters": parameters,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "harness": {
-            "python": platform.python_version(),
-            "matplotlib": importlib.metadata.version("matplotlib"),
-            "peers_venv": str(PEERS_VENV),
-            "peers_venv_build_s": build_s,
-            "total_s": time.perf_counter() - started,
-            "git": git_state(),
-        },
+        **run_description(started, peers_venv=str(PEERS_VENV), peers_venv_build_s=build_s),
         "contestants": {
             c: {
                 "call": CONTESTANTS[c].call,

@@ -3,15 +3,18 @@ preallocated destination, an output's digest, and the commit measured."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import subprocess
+import time
 from typing import Any
 
 import xxhash
 
 from benchmarks.measure import REPO_ROOT
 
-__all__ = ["file_digest", "git_state", "prefill", "random_file"]
+__all__ = ["file_digest", "git_state", "prefill", "random_file", "run_description"]
 
 _CHUNK = 64 * 1024**2
 _FILL = b"\x5a" * _CHUNK  # what a preallocated destination holds before the download
@@ -50,6 +53,22 @@ def file_digest(path: str) -> tuple[int, str]:
             hasher.update(chunk)
             count += len(chunk)
     return count, hasher.hexdigest()
+
+
+def run_description(started: float, **harness: Any) -> dict[str, Any]:
+    """The ``machine`` and ``harness`` entries every suite's JSON starts with: where and with
+    what it ran, how long it took in all (``started``: ``time.perf_counter()`` at the start),
+    the commit; ``harness`` adds the suite's own (the peers' venv, nginx's version...)."""
+    return {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "harness": {
+            "python": platform.python_version(),
+            "matplotlib": importlib.metadata.version("matplotlib"),
+            **harness,
+            "total_s": time.perf_counter() - started,
+            "git": git_state(),
+        },
+    }
 
 
 def git_state() -> dict[str, Any]:

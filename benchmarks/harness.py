@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks import chart as report
-from benchmarks.files import file_digest, git_state, prefill, random_file
+from benchmarks.files import file_digest, prefill, random_file, run_description
 from benchmarks.measure import ChildFailedError, ChildTimeoutError, prefault, run_child
 from benchmarks.peers import CONTESTANTS, Spec
 from benchmarks.servers import Server, Store, StoreError, local_server_available, start_server
@@ -421,15 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "s3",
         "when_utc": stamp,
         "parameters": parameters,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "harness": {
-            "python": platform.python_version(),
-            "matplotlib": importlib.metadata.version("matplotlib"),
-            "peers_venv": str(PEERS_VENV),
-            "peers_venv_build_s": build_s,
-            "total_s": time.perf_counter() - started,
-            "git": git_state(),
-        },
+        **run_description(started, peers_venv=str(PEERS_VENV), peers_venv_build_s=build_s),
         "contestants": {
             c: {"call": CONTESTANTS[c].call, "versions": versions.get(c, {})}
             for c in args.contestants

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks import http_report as report
-from benchmarks.files import file_digest, git_state, prefill, random_file
+from benchmarks.files import file_digest, prefill, random_file, run_description
 from benchmarks.measure import ChildFailedError, ChildTimeoutError, prefault, run_child
 from benchmarks.nginx import nginx_binary, nginx_server
 from benchmarks.peers.http_child import CASES, HTTP_CONTESTANTS, Case, HttpSpec
@@ -429,14 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "http",
         "when_utc": stamp,
         "parameters": parameters,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "harness": {
-            "python": platform.python_version(),
-            "matplotlib": importlib.metadata.version("matplotlib"),
-            "nginx": nginx_version,
-            "total_s": time.perf_counter() - started,
-            "git": git_state(),
-        },
+        **run_description(started, nginx=nginx_version),
         "contestants": {
             c: {
                 "call": HTTP_CONTESTANTS[c].call,

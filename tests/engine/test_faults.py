@@ -293,32 +293,31 @@ async def test_a_failing_store_trips_the_retry_budget_with_one_clear_error(
 # ---------------------------------------------------------------- hedging a late first byte
 
 
+async def _one_late_range(
+    bucket: Bucket, proxy: Proxy, dest: Path, data: bytes, *, delay: float, hedge: bool
+) -> tuple[float, EngineStatistics]:
+    """Download ``data`` from k; once 24 ranges are in (a basis for the p90), one GET is held
+    back ``delay`` seconds by the proxy. The time from then to the end, and the statistics."""
+    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
+    async with Transferer(with_config(bucket, max_concurrency=2, hedge=hedge)) as t:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(t.download, bucket.url("k"), dest)
+            while t.statistics().bytes_received < 24 * SMALL_PART:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            late = {"operation": "GetObject"}
+            proxy.set_rules([{"match": late, "times": 1, "action": "delay", "seconds": delay}])
+            started = time.monotonic()
+        return time.monotonic() - started, t.statistics()
+
+
 async def test_a_range_whose_first_byte_is_late_is_hedged(
     proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
 ) -> None:
-    bucket = proxied_bucket
     data = random_bytes(48 * SMALL_PART)
-    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
     dest = tmp_path / "out.bin"
-    async with Transferer(with_config(bucket, max_concurrency=2)) as t:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(t.download, bucket.url("k"), dest)
-            # Enough ranges for a basis, then one GET held back for far longer than the rest.
-            while t.statistics().bytes_received < 24 * SMALL_PART:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
-            proxy_server.set_rules(
-                [
-                    {
-                        "match": {"operation": "GetObject"},
-                        "times": 1,
-                        "action": "delay",
-                        "seconds": 20.0,
-                    }
-                ]
-            )
-            started = time.monotonic()
-        elapsed = time.monotonic() - started
-        stats = t.statistics()
+    elapsed, stats = await _one_late_range(
+        proxied_bucket, proxy_server, dest, data, delay=20.0, hedge=True
+    )
     assert dest.read_bytes() == data
     assert elapsed < 10, "the download waited for the held-back range"
     assert stats.hedges >= 1 and stats.hedges_won >= 1
@@ -329,28 +328,11 @@ async def test_a_range_whose_first_byte_is_late_is_hedged(
 async def test_without_hedging_the_late_range_is_waited_for(
     proxied_bucket: Bucket, proxy_server: Proxy, tmp_path: Path
 ) -> None:
-    bucket = proxied_bucket
     data = random_bytes(40 * SMALL_PART)
-    bucket.client.put_object(Bucket=bucket.name, Key="k", Body=data)
     dest = tmp_path / "out.bin"
-    async with Transferer(with_config(bucket, max_concurrency=2, hedge=False)) as t:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(t.download, bucket.url("k"), dest)
-            while t.statistics().bytes_received < 24 * SMALL_PART:  # noqa: ASYNC110
-                await anyio.sleep(0.01)
-            proxy_server.set_rules(
-                [
-                    {
-                        "match": {"operation": "GetObject"},
-                        "times": 1,
-                        "action": "delay",
-                        "seconds": 2.0,
-                    }
-                ]
-            )
-            started = time.monotonic()
-        elapsed = time.monotonic() - started
-        stats = t.statistics()
+    elapsed, stats = await _one_late_range(
+        proxied_bucket, proxy_server, dest, data, delay=2.0, hedge=False
+    )
     assert dest.read_bytes() == data
     assert elapsed >= 1.5
     assert stats.hedges == 0
