@@ -27,6 +27,7 @@ import anyio.to_thread
 from . import _events
 from ._core.plan import Part, plan_download
 from ._core.ranges import RangeMismatchError, parse_content_range, range_header
+from ._engine import store_in_order
 from ._errors import (
     NetworkError,
     ObjectChangedError,
@@ -277,7 +278,9 @@ class UrlDownload:
                     part = Part(number, offset, filled)
                     await engine.throttle_bytes(filled)
                     self.committed = self.committed or not isinstance(sink, FileSink)
-                    await anyio.to_thread.run_sync(_write_in_order, sink, part, view[:filled])
+                    await anyio.to_thread.run_sync(
+                        store_in_order, sink, None, part, view[:filled], False
+                    )
                     offset += filled
                     engine._bytes_received += filled
                     _events.part_done(number, filled, in_flight=engine.limiter.borrowed_tokens)
@@ -315,11 +318,6 @@ class UrlDownload:
             checksums={},
             xxh3_128=hashers["xxh3"].digest().hex(),
         )
-
-
-def _write_in_order(sink: Sink, part: Part, data: memoryview) -> None:
-    sink.write(part, data)
-    sink.in_order(data)
 
 
 def _empty(response: aiohttp.ClientResponse) -> bool:

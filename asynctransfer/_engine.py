@@ -147,7 +147,7 @@ def _store(sink: Sink, resume: DownloadResume | None, part: Part, view: memoryvi
         resume.record(part, view)
 
 
-def _store_in_order(
+def store_in_order(
     sink: Sink, resume: DownloadResume | None, part: Part, view: memoryview, stored: bool
 ) -> None:
     if not stored:
@@ -909,7 +909,7 @@ class Engine:
             stored = reused or not sink.writes_ranges
             # One hop to a worker thread per range when it can be: each costs ~0.1 ms of loop.
             if sink.turns.is_next(part.number):
-                await anyio.to_thread.run_sync(_store_in_order, sink, resume, part, view, stored)
+                await anyio.to_thread.run_sync(store_in_order, sink, resume, part, view, stored)
             else:
                 if not stored:
                     await anyio.to_thread.run_sync(_store, sink, resume, part, view)

@@ -21,6 +21,7 @@ from asynctransfer import Transferer, TransferError
 from asynctransfer.progress import JsonLines, RichProgress, TqdmProgress
 
 from .conftest import SMALL_PART, write_random
+from .test_cli import run_cli
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -119,25 +120,15 @@ def test_cli_events_are_json_lines_on_stderr(bucket: Bucket, tmp_path: Path) -> 
     src = tmp_path / "src.bin"
     size = 2 * 5 * 1024 * 1024 + 1
     write_random(src, size)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "asynctransfer",
-            "cp",
-            str(src),
-            bucket.url("k"),
-            "--endpoint-url",
-            bucket.config.endpoint_url,
-            "--part-size",
-            "5MiB",
-            "--events",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=os.environ.copy(),
+    done = run_cli(
+        "cp",
+        str(src),
+        bucket.url("k"),
+        "--endpoint-url",
+        bucket.config.endpoint_url,
+        "--part-size",
+        "5MiB",
+        "--events",
     )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
