@@ -17,26 +17,37 @@ import anyio.from_thread
 import anyio.to_thread
 
 from . import _events
+from ._batch import Batch, Copier, Job, Pairs, Tree, list_work, pairs_work, sync_work, tree_work
 from ._checkpoints import CheckpointArg, resolve
 from ._core.checkpoint import shown_source, source_digest
+from ._core.tree import Filters
 from ._core.urls import AddressError, S3Address, parse_s3_url, scheme_of
 from ._download_url import UrlDownload
 from ._engine import DownloadOptions, Engine, EngineStatistics
 from ._errors import InvalidRequestError, ObjectChangedError, TransferError
 from ._io.http import redact
+from ._io.local import map_os_errors
 from ._io.s3 import S3Driver
 from ._options import TransferConfig
 from ._orphans import UploadInfo, abort_uploads, list_uploads
+from ._small import download_small
 from ._upload_stream import ByteSource, check_source
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
     from types import TracebackType
 
     from anyio.streams.memory import MemoryObjectSendStream
 
     from ._events import EventHook
-    from ._results import DownloadResult, UploadResult
+    from ._results import BatchResult, DownloadResult, UploadResult
     from ._sinks import Writable
 
 StrPath = str | os.PathLike[str]
@@ -163,6 +174,23 @@ def _one_error() -> Iterator[None]:
             if other is not first:
                 first.add_note(f"also: {type(other).__name__}: {other}")
         raise first from first.__cause__
+
+
+def _filters(filters: Sequence[tuple[str, str]]) -> Filters:
+    try:
+        return Filters(list(filters))
+    except ValueError as exc:
+        raise InvalidRequestError(f"filters: {exc}") from exc
+
+
+def _make_parent(path: str) -> None:
+    with map_os_errors(path, "create the destination directory"):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def _set_mtime(path: str, mtime: float) -> None:
+    with map_os_errors(path, "set the modification time"):
+        os.utime(path, (mtime, mtime))
 
 
 class _ReaderGone(Exception):
@@ -317,33 +345,184 @@ class Transferer:
         range verified against its recorded xxh3). A changed object starts from zero.
         ``on_event``: as for :meth:`upload`.
         """
-        scheme = scheme_of(src)
         options = DownloadOptions(
             headers=dict(headers or {}),
             expected_sha256=_hex_digest(expected_sha256, 64, "expected_sha256"),
             expected_xxh3=_hex_digest(expected_xxh3, 32, "expected_xxh3"),
         )
-        if scheme in ("http", "https"):
+        if scheme_of(src) in ("http", "https"):
             name = urllib.parse.unquote(urllib.parse.urlsplit(src).path.rsplit("/", 1)[-1])
-            target = await _destination(dest, name, src)
+        else:
+            if options.headers:
+                raise InvalidRequestError("headers= applies to http(s):// URLs only", url=src)
+            name = _s3_address(src, "download source").key.rstrip("/").rsplit("/", 1)[-1]
+        target = await _destination(dest, name, src)
+        return await self._download_to(src, target, options, checkpoint, on_event)
+
+    async def _download_to(
+        self,
+        src: str,
+        target: str | Writable,
+        options: DownloadOptions,
+        checkpoint: CheckpointArg,
+        on_event: EventHook | None,
+    ) -> DownloadResult:
+        """``download`` once the destination is settled: a file path (written under that very
+        name) or a stream."""
+        engine = self._require_engine()
+        restart = engine.config.restart_on_change and not _is_stream(target)
+        if scheme_of(src) in ("http", "https"):
             options = _with_checkpoint(options, checkpoint, src, target)
-            engine = self._require_engine()
             with _events.reporting(on_event, redact(src), "download"):
                 return await _restarting(
-                    lambda: UrlDownload(engine, engine.http, src, target, options).run(),
-                    engine.config.restart_on_change and not _is_stream(target),
+                    lambda: UrlDownload(engine, engine.http, src, target, options).run(), restart
                 )
-        if options.headers:
-            raise InvalidRequestError("headers= applies to http(s):// URLs only", url=src)
         address = _s3_address(src, "download source")
-        target = await _destination(dest, address.key.rstrip("/").rsplit("/", 1)[-1], src)
         options = _with_checkpoint(options, checkpoint, str(address), target)
-        engine = self._require_engine()
         with _events.reporting(on_event, str(address), "download"):
-            return await _restarting(
-                lambda: engine.download(address, target, options),
-                engine.config.restart_on_change and not _is_stream(target),
+            return await _restarting(lambda: engine.download(address, target, options), restart)
+
+    # ------------------------------------------------------------------- many files
+
+    async def copy_tree(
+        self,
+        src: StrPath,
+        dest: StrPath,
+        *,
+        filters: Sequence[tuple[str, str]] = (),
+        fail_fast: bool = False,
+        checkpoint: bool = False,
+        on_event: EventHook | None = None,
+    ) -> BatchResult:
+        """Copy a directory tree to ``s3://bucket/prefix/``, or the keys under a prefix to a
+        directory, as ``aws s3 cp --recursive`` does: ``DIR/a/b.txt`` <-> ``prefix/a/b.txt``.
+
+        ``filters``: ``("include" | "exclude", glob)`` pairs over the path relative to the tree
+        (``*`` crosses ``/``); every file is copied unless a filter matches it, and the last
+        matching filter decides. The listing is streamed page by page, and every file shares
+        the session's limits. A file that fails is recorded in the result's ``failures`` and
+        the rest go on (``fail_fast``: the first failure stops the batch). ``checkpoint``:
+        each multipart file records its progress for resume (see :meth:`upload`).
+        ``on_event`` gets the events of every file (each names its file's URL).
+        """
+        src_tree, dest_tree = Tree.parse(src, "source"), Tree.parse(dest, "destination")
+        engine = self._require_engine()
+        work = tree_work(engine, src_tree, dest_tree, _filters(filters))
+        return await self._run_batch(work, fail_fast, checkpoint, on_event)
+
+    async def sync(
+        self,
+        src: StrPath,
+        dest: StrPath,
+        *,
+        filters: Sequence[tuple[str, str]] = (),
+        delete: bool = False,
+        fail_fast: bool = False,
+        checkpoint: bool = False,
+        on_event: EventHook | None = None,
+    ) -> BatchResult:
+        """Like :meth:`copy_tree`, but only the files that are missing at ``dest`` or differ:
+        another size; or the same size and, where the object's ETag is an MD5 of the bytes
+        (or of parts of the size this session would use), another MD5; else, as the AWS CLI,
+        a source newer than the destination. Downloaded files take the object's LastModified
+        as their mtime. ``delete``: also remove destination files (among those the filters
+        select) that the source does not have. Both sides are walked in key order side by
+        side, so neither listing is held in memory."""
+        src_tree, dest_tree = Tree.parse(src, "source"), Tree.parse(dest, "destination")
+        engine = self._require_engine()
+        batch = Batch(engine, self._copier(checkpoint, on_event), fail_fast=fail_fast)
+        work = sync_work(
+            engine, src_tree, dest_tree, _filters(filters), delete=delete, skipped=batch.skipped
+        )
+        with _one_error():
+            return await batch.run(work)
+
+    async def copy_many(
+        self,
+        jobs: Pairs,
+        *,
+        fail_fast: bool = False,
+        checkpoint: bool = False,
+        on_event: EventHook | None = None,
+    ) -> BatchResult:
+        """Copy each ``(src, dest)`` pair: a local file to ``s3://bucket/key``, or
+        ``s3://bucket/key`` or an ``http(s)://`` URL to a local file (its directory is created).
+        ``jobs`` is read as the batch goes (a generator of millions is fine). Failures as in
+        :meth:`copy_tree`."""
+        return await self._run_batch(pairs_work(jobs), fail_fast, checkpoint, on_event)
+
+    async def copy_list(
+        self,
+        list_file: StrPath,
+        dest: StrPath,
+        *,
+        fail_fast: bool = False,
+        checkpoint: bool = False,
+        on_event: EventHook | None = None,
+    ) -> BatchResult:
+        """Download every URL of a list file into the directory ``dest``. One ``URL [NAME]``
+        per line (http(s):// or s3://; blank lines and ``#`` comments skipped): the file is
+        ``dest/NAME``, by default the URL's last path component. A line that is not valid, or
+        that names a file an earlier line already writes, is a failure of its own."""
+        work = list_work(os.fspath(list_file), _local_path(dest, "destination directory"))
+        return await self._run_batch(work, fail_fast, checkpoint, on_event)
+
+    async def tree_jobs(
+        self, src: StrPath, dest: StrPath, *, filters: Sequence[tuple[str, str]] = ()
+    ) -> AsyncIterator[tuple[str, str]]:
+        """The ``(src, dest)`` pairs :meth:`copy_tree` would copy, as the walk or listing
+        finds them: a manifest to split (see ``asynctransfer.dask``) or to inspect."""
+        src_tree, dest_tree = Tree.parse(src, "source"), Tree.parse(dest, "destination")
+        async for job in tree_work(self._require_engine(), src_tree, dest_tree, _filters(filters)):
+            yield job.src, job.dest
+
+    async def _run_batch(
+        self,
+        work: AsyncIterator[Job],
+        fail_fast: bool,
+        checkpoint: bool,
+        on_event: EventHook | None,
+    ) -> BatchResult:
+        batch = Batch(
+            self._require_engine(), self._copier(checkpoint, on_event), fail_fast=fail_fast
+        )
+        with _one_error():
+            return await batch.run(work)
+
+    def _copier(self, checkpoint: bool, on_event: EventHook | None) -> Copier:
+        engine = self._require_engine()
+
+        async def copy(job: Job) -> int:
+            if scheme_of(job.src) is None:
+                address = _s3_address(job.dest, "upload destination")
+                path = _local_path(job.src, "upload source")
+                file = resolve(checkpoint, "upload", os.path.abspath(path), str(address))  # noqa: ASYNC240
+                with _events.reporting(on_event, str(address), "upload"), _one_error():
+                    up = await engine.upload(path, address, file, size_hint=job.size)
+                return up.size
+            path = _local_path(job.dest, "download destination")
+            small = (
+                scheme_of(job.src) == "s3"
+                and job.size is not None
+                and job.etag
+                and job.size <= engine.single_request_limit()
             )
+            if small:
+                assert job.size is not None and job.etag is not None
+                address = _s3_address(job.src, "download source")
+                with _events.reporting(on_event, str(address), "download"), _one_error():
+                    got = await download_small(
+                        engine, address, path, size=job.size, etag=job.etag, mtime=job.mtime
+                    )
+                if got is not None:
+                    return got.size
+            await anyio.to_thread.run_sync(_make_parent, path)
+            down = await self._download_to(job.src, path, DownloadOptions(), checkpoint, on_event)
+            if job.mtime is not None:
+                await anyio.to_thread.run_sync(_set_mtime, path, job.mtime)
+            return down.size
+
+        return copy
 
     async def open_read(
         self,

@@ -56,6 +56,13 @@ class BufferPool:
     async def acquire(self, size: int, *, aligned: bool = False) -> Buffer:
         """A buffer of exactly ``size`` bytes (contents undefined), page-aligned if ``aligned``;
         waits for budget, FIFO."""
+        await self.reserve(size)
+        return self._take(size, aligned)
+
+    async def reserve(self, size: int) -> None:
+        """Budget for ``size`` bytes, waiting for it FIFO. :meth:`acquire` takes a buffer with
+        it; alone, it accounts for bytes held elsewhere (a small object's body as the HTTP
+        client returns it), given back with :meth:`unreserve`."""
         if self._waiters or not self._fits(size):
             waiter = _Waiter()
             self._waiters.append(waiter)
@@ -72,7 +79,10 @@ class BufferPool:
             self._wake_first()  # the next in line may fit as well
         else:
             self._in_use += size
-        return self._take(size, aligned)
+
+    def unreserve(self, size: int) -> None:
+        self._in_use -= size
+        self._wake_first()
 
     def try_acquire(self, size: int) -> bytearray | None:
         """A buffer now if the budget has room and nobody waits; None otherwise. For work that

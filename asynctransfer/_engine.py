@@ -76,6 +76,7 @@ from ._orphans import abort_upload
 from ._results import DownloadResult, UploadResult
 from ._resume import DownloadResume
 from ._sinks import FileSink, Sink, StreamSink, Writable
+from ._small import upload_small
 from ._turns import Turns
 from ._upload import MultipartUpload, checksum_kwargs, read_part
 from ._upload_stream import ByteSource, StreamUpload
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
     from ._core.http1 import ResponseHead
     from ._core.urls import S3Address
     from ._io.s3 import ObjectInfo, PutResult, S3Driver
+    from ._io.s3lean import LeanS3
     from ._options import TransferConfig
 
 logger = logging.getLogger("asynctransfer")
@@ -246,6 +248,8 @@ class Engine:
         self._hedges_won = 0
         self._rng = random.Random()
         self.http = HttpDriver(config)
+        self.lean: LeanS3 | None = None
+        """The small-object client (see ``_small``), when the Transferer could set one up."""
         self._presigned: dict[tuple[str, str, str | None], tuple[str, float]] = {}
         self._direct = (
             None
@@ -283,6 +287,22 @@ class Engine:
 
     def count_sent(self, nbytes: int) -> None:
         self._bytes_sent += nbytes
+
+    def count_received(self, nbytes: int) -> None:
+        self._bytes_received += nbytes
+
+    def single_request_limit(self) -> int:
+        """The largest object that goes up (and comes down) in one request."""
+        c = self.config
+        return c.part_size if c.multipart_threshold is None else c.multipart_threshold
+
+    def md5_part_size(self, size: int) -> int:
+        """The part size an upload of ``size`` bytes uses: what its multipart ETag is made of."""
+        try:
+            plan = self._plan_upload(size, "")
+        except TransferError:
+            return self.config.part_size
+        return plan.part_size if plan.multipart else max(size, 1)
 
     def backoff(self, attempt: int) -> float:
         return full_jitter(attempt, self._rng)
@@ -416,11 +436,18 @@ class Engine:
         checkpoint: CheckpointFile | None = None,
         restart: bool = True,
         overwrite: bool = True,
+        size_hint: int | None = None,
     ) -> UploadResult:
         """``checkpoint``: where an interrupted multipart upload is recorded and resumed from
         (None: abort it on failure). ``restart``: when the source changed since the checkpoint,
         start over (else SourceChangedError). ``overwrite=False``: ObjectExistsError if the
-        key exists, checked before anything is sent and made atomic by If-None-Match."""
+        key exists, checked before anything is sent and made atomic by If-None-Match.
+        ``size_hint``: the size a directory walk saw; a file small enough for one request then
+        takes the short path (``_small``)."""
+        if size_hint is not None and size_hint <= self.single_request_limit() and overwrite:
+            small = await upload_small(self, path, dest, size_hint)
+            if small is not None:
+                return small
         url = str(dest)
         started = time.perf_counter()
         source = await anyio.to_thread.run_sync(local.open_source, path)

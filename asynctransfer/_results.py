@@ -51,3 +51,63 @@ class DownloadResult:
     reused_parts: int = 0
     """Ranges an interrupted run had written that this one kept (verified, not fetched again)."""
     reused_bytes: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileFailure:
+    """One file of a batch that could not be copied (the rest went on)."""
+
+    src: str
+    dest: str
+    error: str
+    """The error's message: it names the file or key and the cause."""
+    error_type: str
+    """The exception's class name, e.g. ``NotFoundError``."""
+
+
+@dataclass(kw_only=True)
+class BatchResult:
+    """What a batch (``copy_tree``, ``sync``, ``copy_many``) did, file by file counted."""
+
+    files: int = 0
+    """Files copied."""
+    bytes: int = 0
+    """Bytes of the files copied."""
+    skipped: int = 0
+    """Files left alone because the destination already had them (``sync``)."""
+    deleted: int = 0
+    """Destination files removed because the source has no such file (``sync(delete=True)``)."""
+    failures: list[FileFailure] = field(default_factory=list)
+    seconds: float = 0.0
+    """Wall time of the batch."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def merge(self, other: BatchResult) -> BatchResult:
+        """The sum of two batches that ran side by side (wall time: the longer)."""
+        return BatchResult(
+            files=self.files + other.files,
+            bytes=self.bytes + other.bytes,
+            skipped=self.skipped + other.skipped,
+            deleted=self.deleted + other.deleted,
+            failures=[*self.failures, *other.failures],
+            seconds=max(self.seconds, other.seconds),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: the counts and one object per failure."""
+        return {
+            "ok": self.ok,
+            "files": self.files,
+            "bytes": self.bytes,
+            "skipped": self.skipped,
+            "deleted": self.deleted,
+            "failed": len(self.failures),
+            "seconds": round(self.seconds, 6),
+            "failures": [
+                {"src": f.src, "dest": f.dest, "error": f.error, "error_type": f.error_type}
+                for f in self.failures
+            ],
+        }

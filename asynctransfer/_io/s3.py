@@ -183,6 +183,15 @@ def map_errors(url: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+    """Seconds since the epoch."""
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     size: int
     etag: str
@@ -434,6 +443,38 @@ class S3Driver:
             if new == markers:
                 return
             markers = new
+
+    async def list_objects_page(
+        self, bucket: str, prefix: str, token: str | None, url: str
+    ) -> tuple[list[ListedObject], str | None]:
+        """One page (up to 1,000) of the keys under ``prefix`` in key order, and the token of
+        the next page (None after the last). One page at a time, so that a listing of a
+        million keys never sits in memory whole."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        with map_errors(url):
+            r = await self._client.list_objects_v2(**kwargs)
+        listed = [
+            ListedObject(
+                str(o["Key"]), int(o["Size"]), str(o.get("ETag", "")), o["LastModified"].timestamp()
+            )
+            for o in r.get("Contents", [])
+        ]
+        following = r.get("NextContinuationToken")
+        return listed, (str(following) if r.get("IsTruncated") and following else None)
+
+    async def delete_objects(self, bucket: str, keys: list[str], url: str) -> dict[str, str]:
+        """Delete up to 1,000 keys in one request; the keys that failed, with S3's reason."""
+        with map_errors(url):
+            r = await self._client.delete_objects(
+                Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            )
+        return {
+            str(e.get("Key")): f"{e.get('Message') or ''} ({e.get('Code') or 'error'})"
+            for e in r.get("Errors", [])
+        }
 
     async def presign_get(
         self, bucket: str, key: str, version_id: str | None, url: str, expires: int = 3600
