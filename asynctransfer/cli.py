@@ -25,8 +25,8 @@ from ._core.units import format_size, parse_rate, parse_size
 from ._core.urls import scheme_of
 from ._errors import InvalidRequestError, TransferError
 from ._options import TransferConfig
-from ._results import DownloadResult, UploadResult
-from .progress import JsonLines, auto_progress
+from ._results import BatchResult, DownloadResult, UploadResult
+from .progress import JsonLines, TqdmBatchProgress, auto_progress
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -58,12 +58,103 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     cp = commands.add_parser(
         "cp",
-        help="copy a file to or from S3",
+        help="copy a file, a directory tree or a list of URLs to or from S3",
         description="Copy a local file to s3://bucket/key; or s3://bucket/key or an http(s):// "
-        "URL to a local path, or to stdout (-) in order.",
+        "URL to a local path, or to stdout (-) in order. With -r, a directory tree to "
+        "s3://bucket/prefix/ or back. With --from-list, every URL of a list file into DST.",
     )
-    cp.add_argument("src", help="local path, s3://bucket/key, or an http(s):// URL")
+    cp.add_argument("src", nargs="?", help="local path, s3://bucket/key, or an http(s):// URL")
     cp.add_argument("dst", help="local path, - (stdout), or s3://bucket/key")
+    cp.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="copy the files under the directory or s3://bucket/prefix/ SRC to DST, as "
+        "`aws s3 cp --recursive` does",
+    )
+    cp.add_argument(
+        "--from-list",
+        metavar="FILE",
+        help="download every URL of FILE (one `URL [NAME]` per line) into the directory DST",
+    )
+    _add_batch_options(cp)
+    _add_transfer_options(cp)
+    sync = commands.add_parser(
+        "sync",
+        help="copy only what is missing or differs, between a directory and s3://bucket/prefix/",
+        description="Copy the files of SRC that DST lacks or that differ (size; then MD5 against "
+        "the ETag where comparable, else a newer source), either way between a local directory "
+        "and s3://bucket/prefix/. --delete also removes what only DST has.",
+    )
+    sync.add_argument("src", help="local directory or s3://bucket/prefix/")
+    sync.add_argument("dst", help="s3://bucket/prefix/ or local directory")
+    sync.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete files under DST that SRC does not have (among those the filters select)",
+    )
+    _add_batch_options(sync)
+    _add_transfer_options(sync)
+    add_uploads_parser(commands)
+    serve = commands.add_parser(
+        "serve",
+        help="run a local S3-compatible endpoint",
+        description="Serve buckets stored as files under --root over the S3 API (path-style), "
+        "until SIGINT or SIGTERM. Prints 'listening on http://HOST:PORT' on stdout when ready.",
+    )
+    serve.add_argument("--root", required=True, help="directory of buckets, objects and uploads")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=9000, help="TCP port; 0: a free one")
+    serve.add_argument("--access-key", help="require SigV4 signatures by this access key...")
+    serve.add_argument("--secret-key", help="...and this secret key (default: accept any)")
+    serve.add_argument(
+        "--min-part-size", type=_size, help="smallest multipart part but the last (default 5MiB)"
+    )
+    serve.add_argument(
+        "--max-body", type=_size, help="largest PutObject / UploadPart body (default 5GiB)"
+    )
+    serve.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
+    for flag, kind in (("--include", "include"), ("--exclude", "exclude")):
+        p.add_argument(
+            flag,
+            dest="filters",
+            action=_FilterAction,
+            kind=kind,
+            default=[],
+            metavar="GLOB",
+            help=f"{kind} the files whose path under the tree matches GLOB (repeatable; the "
+            "last matching --include/--exclude decides; `*` also matches `/`)",
+        )
+    p.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first file that fails (by default the rest go on and the failures "
+        "are listed at the end)",
+    )
+
+
+class _FilterAction(argparse.Action):
+    """--include and --exclude into one list, in the order given: the order decides."""
+
+    def __init__(self, *args: Any, kind: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest, []), (self.kind, values)])
+
+
+def _add_transfer_options(cp: argparse.ArgumentParser) -> None:
     cp.add_argument("--endpoint-url", help="S3 endpoint, e.g. http://127.0.0.1:9000")
     cp.add_argument("--region", help="region to sign requests for")
     cp.add_argument("--part-size", type=_size, help="bytes per part, e.g. 8MiB (default 8MiB)")
@@ -138,26 +229,6 @@ def _parser() -> argparse.ArgumentParser:
         "one JSON object per line, instead of a progress bar",
     )
     cp.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
-    add_uploads_parser(commands)
-    serve = commands.add_parser(
-        "serve",
-        help="run a local S3-compatible endpoint",
-        description="Serve buckets stored as files under --root over the S3 API (path-style), "
-        "until SIGINT or SIGTERM. Prints 'listening on http://HOST:PORT' on stdout when ready.",
-    )
-    serve.add_argument("--root", required=True, help="directory of buckets, objects and uploads")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=9000, help="TCP port; 0: a free one")
-    serve.add_argument("--access-key", help="require SigV4 signatures by this access key...")
-    serve.add_argument("--secret-key", help="...and this secret key (default: accept any)")
-    serve.add_argument(
-        "--min-part-size", type=_size, help="smallest multipart part but the last (default 5MiB)"
-    )
-    serve.add_argument(
-        "--max-body", type=_size, help="largest PutObject / UploadPart body (default 5GiB)"
-    )
-    serve.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
-    return parser
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -247,7 +318,111 @@ def _reporter(args: argparse.Namespace) -> EventHook | None:
     return auto_progress(sys.stderr)
 
 
+_SHOWN_FAILURES = 20
+
+
+def _batch_report(result: BatchResult, as_json: bool) -> tuple[str, str]:
+    """(stdout, stderr) text of a batch: the summary, and the failures."""
+    if as_json:
+        return json.dumps(result.to_dict(), sort_keys=True) + "\n", ""
+    rate = result.bytes / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    files = result.files / result.seconds if result.seconds > 0 else 0.0
+    summary = (
+        f"copied {result.files} file(s), {format_size(result.bytes)} in {result.seconds:.2f} s "
+        f"({rate:.0f} MB/s, {files:.0f} files/s); skipped {result.skipped} (up to date), "
+        f"deleted {result.deleted}, failed {len(result.failures)}\n"
+    )
+    lines = [f"failed: {f.error}\n" for f in result.failures[:_SHOWN_FAILURES]]
+    if len(result.failures) > _SHOWN_FAILURES:
+        lines.append(
+            f"... and {len(result.failures) - _SHOWN_FAILURES} more failures (--json lists all)\n"
+        )
+    return summary, "".join(lines)
+
+
+def _batch(
+    args: argparse.Namespace,
+    run: Callable[[Transferer, EventHook | None], Awaitable[BatchResult]],
+) -> int:
+    for name, flag in (
+        ("header", "--header"),
+        ("expected_sha256", "--expected-sha256"),
+        ("expected_xxh3", "--expected-xxh3"),
+        ("checkpoint", "--checkpoint"),
+    ):
+        if getattr(args, name):
+            raise InvalidRequestError(
+                f"{flag} applies to one file, not to a batch (each file of a batch keeps its own "
+                "checkpoint under ~/.cache/asynctransfer/checkpoints unless --no-resume)"
+            )
+    if not args.overwrite or not args.restart:
+        raise InvalidRequestError("--no-overwrite and --no-restart apply to one file")
+    config = _config(args)
+    if args.events:
+        on_event: EventHook | None = JsonLines(sys.stderr)
+    else:
+        on_event = None if args.quiet else auto_progress(sys.stderr, batch=True)
+
+    async def go() -> BatchResult:
+        async with Transferer(config) as t:
+            return await run(t, on_event)
+
+    try:
+        result = _run(config, go)
+    finally:
+        if isinstance(on_event, TqdmBatchProgress):
+            on_event.close()
+    out, err = _batch_report(result, args.json)
+    sys.stderr.write(err)
+    sys.stdout.write(out)
+    return 0 if result.ok else 1
+
+
+def sync(args: argparse.Namespace) -> int:
+    return _batch(
+        args,
+        lambda t, on_event: t.sync(
+            args.src,
+            args.dst,
+            filters=args.filters,
+            delete=args.delete,
+            fail_fast=args.fail_fast,
+            checkpoint=args.resume,
+            on_event=on_event,
+        ),
+    )
+
+
 def cp(args: argparse.Namespace) -> int:
+    if args.from_list is not None:
+        if args.src is not None or args.recursive:
+            raise InvalidRequestError("cp --from-list FILE DIR: give only the directory DIR")
+        return _batch(
+            args,
+            lambda t, on_event: t.copy_list(
+                args.from_list,
+                args.dst,
+                fail_fast=args.fail_fast,
+                checkpoint=args.resume,
+                on_event=on_event,
+            ),
+        )
+    if args.src is None:
+        raise InvalidRequestError("cp SRC DST: give both (or --from-list FILE DIR)")
+    if args.recursive:
+        return _batch(
+            args,
+            lambda t, on_event: t.copy_tree(
+                args.src,
+                args.dst,
+                filters=args.filters,
+                fail_fast=args.fail_fast,
+                checkpoint=args.resume,
+                on_event=on_event,
+            ),
+        )
+    if args.filters or args.fail_fast:
+        raise InvalidRequestError("--include, --exclude and --fail-fast go with -r or --from-list")
     config = _config(args)
     src_scheme, dst_scheme = scheme_of(args.src), scheme_of(args.dst)
     downloadable = ("s3", "http", "https")
@@ -325,6 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.command == "uploads":
             return run_uploads(args)
+        if args.command == "sync":
+            return sync(args)
         return cp(args)
     except TransferError as exc:
         sys.stderr.write(f"asynctransfer: error: {exc}\n")

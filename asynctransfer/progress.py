@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._events import Event, EventHook
 
-__all__ = ["JsonLines", "RichProgress", "TqdmProgress", "auto_progress"]
+__all__ = ["JsonLines", "RichProgress", "TqdmBatchProgress", "TqdmProgress", "auto_progress"]
 
 
 def _label(event: Event) -> str:
@@ -63,6 +63,34 @@ class TqdmProgress:
                 bar.set_postfix_str(f"failed: {event.error}")
             bar.close()
             del self._bars[event.url]
+
+
+class TqdmBatchProgress:
+    """One tqdm bar for a whole batch (``copy_tree``, ``sync``...): bytes of every file, and
+    files done and failed. The total is unknown: the listing is read as the batch goes."""
+
+    def __init__(self, *, file: IO[str] | None = None) -> None:
+        from tqdm.auto import tqdm  # optional dependency: imported only when asked for
+
+        self._bar = tqdm(
+            unit="B", unit_scale=True, unit_divisor=1024, file=file, dynamic_ncols=True
+        )
+        self._files = self._failed = 0
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "part":
+            self._bar.update(event.nbytes or 0)
+            return
+        if event.kind not in ("finished", "failed"):
+            return
+        if event.kind == "finished":
+            self._files += 1
+        else:
+            self._failed += 1
+        self._bar.set_postfix(files=self._files, failed=self._failed, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 class RichProgress:
@@ -120,14 +148,17 @@ class JsonLines:
         self._stream.flush()
 
 
-def auto_progress(stream: IO[str]) -> EventHook | None:
-    """A bar on ``stream`` if it is a terminal and tqdm or rich is installed; else None."""
+def auto_progress(stream: IO[str], *, batch: bool = False) -> EventHook | None:
+    """A bar on ``stream`` if it is a terminal and tqdm or rich is installed; else None.
+    ``batch``: one bar for all the files of a batch (tqdm only) instead of one per file."""
     if not stream.isatty() or os.environ.get("TERM") == "dumb":
         return None
     try:
-        return TqdmProgress(file=stream)
+        return TqdmBatchProgress(file=stream) if batch else TqdmProgress(file=stream)
     except ImportError:
         pass
+    if batch:
+        return None
     try:
         return RichProgress()
     except ImportError:
