@@ -35,6 +35,7 @@ from ._upload_stream import ByteSource, check_source
 
 if TYPE_CHECKING:
     from collections.abc import (
+        AsyncGenerator,
         AsyncIterator,
         Awaitable,
         Callable,
@@ -469,7 +470,7 @@ class Transferer:
 
     async def tree_jobs(
         self, src: StrPath, dest: StrPath, *, filters: Sequence[tuple[str, str]] = ()
-    ) -> AsyncIterator[tuple[str, str]]:
+    ) -> AsyncGenerator[tuple[str, str], None]:
         """The ``(src, dest)`` pairs :meth:`copy_tree` would copy, as the walk or listing
         finds them: a manifest to split (see ``asynctransfer.dask``) or to inspect."""
         src_tree, dest_tree = Tree.parse(src, "source"), Tree.parse(dest, "destination")

@@ -26,10 +26,11 @@ from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 from . import _api
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
     from contextlib import AbstractContextManager
     from types import TracebackType
 
+    from ._api import StrPath
     from ._engine import EngineStatistics
     from ._events import EventHook
     from ._options import TransferConfig
@@ -154,6 +155,30 @@ class Transferer:
     download = _blocking_method(_api.Transferer.download)
     list_uploads = _blocking_method(_api.Transferer.list_uploads)
     abort_uploads = _blocking_method(_api.Transferer.abort_uploads)
+    copy_tree = _blocking_method(_api.Transferer.copy_tree)
+    sync = _blocking_method(_api.Transferer.sync)
+    copy_many = _blocking_method(_api.Transferer.copy_many)
+    copy_list = _blocking_method(_api.Transferer.copy_list)
+
+    def tree_jobs(
+        self,
+        src: StrPath,
+        dest: StrPath,
+        *,
+        filters: Sequence[tuple[str, str]] = (),
+    ) -> Iterator[tuple[str, str]]:
+        """The ``(src, dest)`` pairs :meth:`copy_tree` would copy, as the walk or listing finds
+        them; see :meth:`asynctransfer.Transferer.tree_jobs`."""
+        portal = self._open_portal()
+        pairs = self._session.tree_jobs(src, dest, filters=filters)
+        try:
+            while True:
+                try:
+                    yield _run(portal, pairs.__anext__)
+                except StopAsyncIteration:
+                    return
+        finally:
+            portal.call(pairs.aclose)
 
     def open_read(
         self,

@@ -34,13 +34,23 @@ def test_the_twin_mirrors_the_async_verbs_name_for_name() -> None:
         assert mine.__doc__ == theirs.__doc__
     public = {n for n in dir(asynctransfer.Transferer) if not n.startswith("_")}
     assert public <= {n for n in dir(sync.Transferer) if not n.startswith("_")}
-    for name in ("upload", "download", "list_uploads", "abort_uploads"):
+    for name in (
+        "upload",
+        "download",
+        "list_uploads",
+        "abort_uploads",
+        "copy_tree",
+        "sync",
+        "copy_many",
+        "copy_list",
+    ):
         mine, theirs = getattr(sync.Transferer, name), getattr(asynctransfer.Transferer, name)
         assert inspect.signature(mine) == inspect.signature(theirs)
         assert mine.__doc__ == theirs.__doc__
     # An iterator of chunks instead of an async one: the same parameters.
-    mine, theirs = sync.Transferer.open_read, asynctransfer.Transferer.open_read
-    assert inspect.signature(mine).parameters == inspect.signature(theirs).parameters
+    for name in ("open_read", "tree_jobs"):
+        mine, theirs = getattr(sync.Transferer, name), getattr(asynctransfer.Transferer, name)
+        assert inspect.signature(mine).parameters == inspect.signature(theirs).parameters
 
 
 def test_a_session_from_a_plain_thread(bucket: Bucket, tmp_path: Path) -> None:
@@ -158,3 +168,20 @@ def test_ctrl_c_cancels_the_transfer_and_cleans_up(
     bucket.client.abort_multipart_upload(
         Bucket=bucket.name, Key="k", UploadId=uploads[0]["UploadId"]
     )
+
+
+def test_batches_from_a_plain_thread(bucket: Bucket, tmp_path: Path) -> None:
+    for name in ("a/1", "a/2", "b"):
+        path = tmp_path.joinpath("src", *name.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name.encode())
+    with sync.Transferer(bucket.config) as t:
+        pairs = list(t.tree_jobs(tmp_path / "src", bucket.url("tw/")))
+        early = t.tree_jobs(tmp_path / "src", bucket.url("tw/"))
+        assert next(early)[0].endswith("1")
+        early.close()  # left early: the listing is closed on the loop
+        result = t.copy_tree(tmp_path / "src", bucket.url("tw/"))
+        again = t.sync(tmp_path / "src", bucket.url("tw/"))
+    assert [dest for _, dest in pairs] == [bucket.url(k) for k in ("tw/a/1", "tw/a/2", "tw/b")]
+    assert (result.files, again.files, again.skipped) == (3, 0, 3)
+    assert bucket.read("tw/a/2") == b"a/2"
