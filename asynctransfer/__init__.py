@@ -25,15 +25,17 @@ from ._errors import (
 from ._events import Event, EventHook
 from ._options import TransferConfig
 from ._orphans import UploadInfo
-from ._results import DownloadResult, UploadResult
+from ._results import BatchResult, DownloadResult, FileFailure, UploadResult
 from ._version import __version__
 
 __all__ = [
     "AccessDeniedError",
+    "BatchResult",
     "DownloadResult",
     "EngineStatistics",
     "Event",
     "EventHook",
+    "FileFailure",
     "IntegrityError",
     "InvalidRequestError",
     "LocalFileError",

@@ -10,10 +10,12 @@ import asynctransfer
 
 EXPECTED_ALL = [
     "AccessDeniedError",
+    "BatchResult",
     "DownloadResult",
     "EngineStatistics",
     "Event",
     "EventHook",
+    "FileFailure",
     "IntegrityError",
     "InvalidRequestError",
     "LocalFileError",
