@@ -27,7 +27,9 @@ from ._engine import DownloadOptions, Engine, EngineStatistics
 from ._errors import InvalidRequestError, ObjectChangedError, TransferError
 from ._io.http import redact
 from ._io.local import map_os_errors
+from ._io.rangeget import proxy_applies
 from ._io.s3 import S3Driver
+from ._io.s3lean import LeanS3
 from ._options import TransferConfig
 from ._orphans import UploadInfo, abort_uploads, list_uploads
 from ._small import download_small
@@ -244,6 +246,11 @@ class Transferer:
             raise
         self._engine = Engine(self._config, s3)
         self._stack.callback(self._engine.close)
+        # Like the ranged-GET client, the lean one connects directly: not when a proxy applies.
+        if self._config.lean_requests and not proxy_applies(s3.endpoint_url):
+            self._engine.lean = await LeanS3.from_client(s3.client, self._config)
+            if self._engine.lean is not None:
+                self._stack.push_async_callback(self._engine.lean.aclose)
         self._stack.push_async_callback(self._engine.http.aclose)
         # Background work of the session (open_read's downloads); stopped first on exit.
         self._tasks = await self._stack.enter_async_context(anyio.create_task_group())
@@ -431,12 +438,12 @@ class Transferer:
         side, so neither listing is held in memory."""
         src_tree, dest_tree = Tree.parse(src, "source"), Tree.parse(dest, "destination")
         engine = self._require_engine()
-        batch = Batch(engine, self._copier(checkpoint, on_event), fail_fast=fail_fast)
+        batch = Batch(engine, fail_fast=fail_fast)
         work = sync_work(
             engine, src_tree, dest_tree, _filters(filters), delete=delete, skipped=batch.skipped
         )
         with _one_error():
-            return await batch.run(work)
+            return await batch.run(work, self._copier(batch, checkpoint, on_event))
 
     async def copy_many(
         self,
@@ -484,13 +491,11 @@ class Transferer:
         checkpoint: bool,
         on_event: EventHook | None,
     ) -> BatchResult:
-        batch = Batch(
-            self._require_engine(), self._copier(checkpoint, on_event), fail_fast=fail_fast
-        )
+        batch = Batch(self._require_engine(), fail_fast=fail_fast)
         with _one_error():
-            return await batch.run(work)
+            return await batch.run(work, self._copier(batch, checkpoint, on_event))
 
-    def _copier(self, checkpoint: bool, on_event: EventHook | None) -> Copier:
+    def _copier(self, batch: Batch, checkpoint: bool, on_event: EventHook | None) -> Copier:
         engine = self._require_engine()
 
         async def copy(job: Job) -> int:
@@ -513,7 +518,13 @@ class Transferer:
                 address = _s3_address(job.src, "download source")
                 with _events.reporting(on_event, str(address), "download"), _one_error():
                     got = await download_small(
-                        engine, address, path, size=job.size, etag=job.etag, mtime=job.mtime
+                        engine,
+                        address,
+                        path,
+                        size=job.size,
+                        etag=job.etag,
+                        mtime=job.mtime,
+                        unsynced=batch.unsynced,
                     )
                 if got is not None:
                     return got.size

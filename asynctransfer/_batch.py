@@ -397,17 +397,20 @@ class Copier(Protocol):
 class Batch:
     """Runs work items with a fixed set of workers, counting what happened."""
 
-    def __init__(self, engine: Engine, copy: Copier, *, fail_fast: bool) -> None:
+    def __init__(self, engine: Engine, *, fail_fast: bool) -> None:
         self.engine = engine
-        self._copy = copy
         self._fail_fast = fail_fast
         self.result = BatchResult()
+        self.unsynced: set[str] = set()
+        """Directories that files were renamed into without a directory fsync: synced once
+        each at the end."""
 
     def skipped(self) -> None:
         self.result.skipped += 1
 
-    async def run(self, work: AsyncIterator[Work]) -> BatchResult:
+    async def run(self, work: AsyncIterator[Work], copy: Copier) -> BatchResult:
         started = time.perf_counter()
+        self._copy = copy
         # Files in flight: more than requests in flight, so that reading, hashing and writing
         # files overlap the requests of others.
         workers = max(4, 2 * self.engine.config.max_concurrency)
@@ -421,6 +424,9 @@ class Batch:
                 async with send:
                     async for item in work:
                         await send.send(item)
+            if self.unsynced:
+                directories, self.unsynced = sorted(self.unsynced), set()
+                await anyio.to_thread.run_sync(local.sync_directories, directories)
         finally:
             self.result.seconds = time.perf_counter() - started
         return self.result

@@ -22,13 +22,14 @@ import anyio.to_thread
 from . import _events
 from ._errors import IntegrityError, LocalFileError, ObjectChangedError, PreconditionFailedError
 from ._io import hashing, local
+from ._io.s3lean import TooLargeForLean
 from ._results import DownloadResult, UploadResult
 from ._upload import checksum_kwargs
 
 if TYPE_CHECKING:
     from ._core.urls import S3Address
     from ._engine import Engine
-    from ._io.s3 import PutResult
+    from ._io.s3 import ObjectInfo, PutResult
 
 
 @dataclass(frozen=True)
@@ -138,8 +139,12 @@ async def upload_small(
     )
 
 
-def _write_whole(dest: str, data: memoryview, durable: bool, mtime: float | None) -> str:
-    """Worker thread: ``data`` to a temporary file beside ``dest``, renamed over it."""
+def _write_whole(
+    dest: str, data: memoryview, durable: bool, mtime: float | None, unsynced: set[str] | None
+) -> str:
+    """Worker thread: ``data`` to a temporary file beside ``dest``, renamed over it.
+    ``unsynced``: where to note the directory for the caller to fsync once for all its files
+    (a directory fsync per small file cost as much as the download itself)."""
     directory = os.path.dirname(os.path.abspath(dest))
     with local.map_os_errors(dest, "create the destination directory"):
         os.makedirs(directory, exist_ok=True)
@@ -150,10 +155,12 @@ def _write_whole(dest: str, data: memoryview, durable: bool, mtime: float | None
         local.discard(fd, temp)
         raise
     try:
-        local.publish(fd, temp, dest, durable=durable)
+        local.publish(fd, temp, dest, durable=durable, sync_directory=unsynced is None)
     except BaseException:
         local.discard(-1, temp)
         raise
+    if unsynced is not None and durable:
+        unsynced.add(os.path.dirname(os.path.abspath(dest)))
     if mtime is not None:
         # As `aws s3 sync` does: the file carries the object's LastModified, so that the next
         # sync of an object whose ETag it cannot compare sees the two as the same age.
@@ -170,6 +177,7 @@ async def download_small(
     size: int,
     etag: str,
     mtime: float | None = None,
+    unsynced: set[str] | None = None,
 ) -> DownloadResult | None:
     """Download an object a listing said is ``size`` bytes with ETag ``etag`` (at most the
     multipart threshold) in one GetObject pinned to that ETag. None when this path cannot take
@@ -181,7 +189,7 @@ async def download_small(
     started = time.perf_counter()
     await engine.throttle(0)
 
-    async def get() -> tuple[object, bytes]:
+    async def get() -> tuple[ObjectInfo, bytes]:
         async with engine.limiter:
             return await lean.get_object(
                 source.bucket, source.key, url, if_match=etag, max_size=size
@@ -197,13 +205,13 @@ async def download_small(
                 f"{url}: the object changed since it was listed (its ETag is no longer {etag})",
                 url=url,
             ) from exc
-        except lean.TooLarge:
+        except TooLargeForLean:
             return None
         _events.started(len(body), 1)
         engine.count_received(len(body))
         checksums = _verify(url, body, info)
         xxh3 = await anyio.to_thread.run_sync(
-            _write_whole, dest, memoryview(body), engine.config.durable, mtime
+            _write_whole, dest, memoryview(body), engine.config.durable, mtime, unsynced
         )
         _events.part_done(1, len(body), in_flight=engine.limiter.borrowed_tokens)
     finally:
@@ -215,17 +223,16 @@ async def download_small(
         seconds=time.perf_counter() - started,
         parts=1,
         etag=etag,
-        version_id=getattr(info, "version_id", None),
+        version_id=info.version_id,
         checksums=checksums,
         xxh3_128=xxh3,
     )
 
 
-def _verify(url: str, body: bytes, info: object) -> dict[str, str]:
+def _verify(url: str, body: bytes, info: ObjectInfo) -> dict[str, str]:
     """The body against the whole-object checksums the store sent with it."""
-    given: dict[str, str] = dict(getattr(info, "checksums", {}) or {})
     checked: dict[str, str] = {}
-    for name, value in given.items():
+    for name, value in info.checksums.items():
         if "-" in value or name not in ("CRC32C", "CRC32", "SHA256"):
             continue  # a composite of parts: not a checksum of these bytes
         hasher = hashing.new_hasher(name.lower())

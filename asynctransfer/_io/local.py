@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .._errors import LocalFileError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -204,10 +204,14 @@ def create_temp_beside(dest: str, size: int) -> tuple[int, str]:
     return fd, temp
 
 
-def publish(fd: int, temp: str, dest: str, *, durable: bool = True) -> None:
+def publish(
+    fd: int, temp: str, dest: str, *, durable: bool = True, sync_directory: bool = True
+) -> None:
     """Close ``fd`` (always) and rename the temp file over ``dest``; ``durable``: fsync it
     first and the directory after, so that after a crash ``dest`` holds either the old file or
-    every byte of the new one."""
+    every byte of the new one. ``sync_directory=False``: the caller fsyncs the directory later
+    (once for many files: see :func:`sync_directories`); the file's bytes are still on disk
+    before its name is, so a crash never leaves a partial file under ``dest``."""
     with map_os_errors(dest, "publish the downloaded file"):
         try:
             if durable:
@@ -215,8 +219,15 @@ def publish(fd: int, temp: str, dest: str, *, durable: bool = True) -> None:
         finally:
             os.close(fd)  # whatever happens: the caller must not close it again
         os.replace(temp, dest)
-        if durable:
-            dir_fd = os.open(os.path.dirname(os.path.abspath(dest)), os.O_RDONLY)
+        if durable and sync_directory:
+            sync_directories([os.path.dirname(os.path.abspath(dest))])
+
+
+def sync_directories(directories: Iterable[str]) -> None:
+    """fsync each directory: the renames into it survive a crash."""
+    for directory in directories:
+        with map_os_errors(directory, "sync the directory"):
+            dir_fd = os.open(directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:

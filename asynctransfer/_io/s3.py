@@ -277,6 +277,11 @@ class S3Driver:
         client.meta.events.register("before-send.s3.PutObject", _send_buffers_without_copy)
         return cls(client)
 
+    @property
+    def client(self) -> Any:
+        """The aiobotocore client (the lean client takes its credentials and addressing)."""
+        return self._client
+
     async def head_object(self, bucket: str, key: str, url: str) -> ObjectInfo:
         try:
             with map_errors(url):
