@@ -45,7 +45,7 @@ from ._core.tree import (
     walk_order,
 )
 from ._core.urls import scheme_of
-from ._errors import InvalidRequestError, LocalFileError, TransferError
+from ._errors import InvalidRequestError, LocalFileError, NotFoundError, TransferError
 from ._io import local
 from ._orphans import parse_location
 from ._results import BatchResult, FileFailure
@@ -440,6 +440,8 @@ class Batch:
                 try:
                     await self._one(item)
                 except TransferError as exc:
+                    if isinstance(exc, NotFoundError) and exc.code == "NoSuchBucket":
+                        raise  # every other file would fail the same way: the batch fails
                     self._failed(item.src, item.dest, str(exc), type(exc).__name__)
 
     def _failed(self, src: str, dest: str, error: str, kind: str) -> None:
