@@ -479,9 +479,16 @@ class Transferer:
         self, src: StrPath, dest: StrPath, *, filters: Sequence[tuple[str, str]] = ()
     ) -> AsyncGenerator[tuple[str, str], None]:
         """The ``(src, dest)`` pairs :meth:`copy_tree` would copy, as the walk or listing
-        finds them: a manifest to split (see ``asynctransfer.dask``) or to inspect."""
+        finds them: a manifest to split (see ``asynctransfer.dask``) or to inspect. Files that
+        copy_tree would report as failures (a key that would lead out of the destination, a
+        name that cannot be a key) are left out, with a warning logged."""
         src_tree, dest_tree = Tree.parse(src, "source"), Tree.parse(dest, "destination")
         async for job in tree_work(self._require_engine(), src_tree, dest_tree, _filters(filters)):
+            if job.problem is not None:
+                # (a key that would lead out of the destination directory, a name that cannot
+                # be a key): never handed out as a pair to copy.
+                logger.warning("%s: left out: %s", job.src, job.problem)
+                continue
             yield job.src, job.dest
 
     async def _run_batch(

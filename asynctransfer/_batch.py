@@ -451,7 +451,7 @@ class Batch:
 
     async def _one(self, job: Job) -> None:
         if job.problem is not None:
-            self._failed(job.src, job.dest, job.problem, "InvalidRequestError")
+            self._failed(job.src, job.dest, f"{job.src}: {job.problem}", "InvalidRequestError")
             return
         if job.compare and job.size is not None and job.etag is not None:
             path = job.src if scheme_of(job.src) is None else job.dest

@@ -26,7 +26,7 @@ from anyio.from_thread import BlockingPortal, BlockingPortalProvider
 from . import _api
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+    from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
     from contextlib import AbstractContextManager
     from types import TracebackType
 
@@ -166,7 +166,7 @@ class Transferer:
         dest: StrPath,
         *,
         filters: Sequence[tuple[str, str]] = (),
-    ) -> Iterator[tuple[str, str]]:
+    ) -> Generator[tuple[str, str], None, None]:
         """The ``(src, dest)`` pairs :meth:`copy_tree` would copy, as the walk or listing finds
         them; see :meth:`asynctransfer.Transferer.tree_jobs`."""
         portal = self._open_portal()

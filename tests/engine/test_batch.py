@@ -13,6 +13,7 @@ from asynctransfer import Transferer
 from ..conftest import SMALL_PART, random_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from ..conftest import Bucket
@@ -148,8 +149,9 @@ async def test_failures_are_reported_and_the_rest_go_on(bucket: Bucket, tmp_path
     src = tmp_path / "src"
     contents = make_tree(src, {"ok/1": 10, "ok/2": 20})
     # A name that cannot be a key (not UTF-8).
-    with open(os.path.join(os.fsencode(src), b"bad\xff.txt"), "wb") as f:
-        f.write(b"x")
+    fd = os.open(os.path.join(os.fsencode(src), b"bad\xff.txt"), os.O_WRONLY | os.O_CREAT)
+    os.write(fd, b"x")
+    os.close(fd)
     # Keys that cannot be files under the destination.
     bucket.client.put_object(Bucket=bucket.name, Key="m/../escape", Body=b"evil")
     bucket.client.put_object(Bucket=bucket.name, Key="m//double", Body=b"evil")
@@ -171,12 +173,20 @@ async def test_failures_are_reported_and_the_rest_go_on(bucket: Bucket, tmp_path
         [bucket.url("m//double"), bucket.url("m/../escape")]
     )
     assert not (tmp_path / "escape").exists()
+    pairs = [pair async for pair in t2_jobs(bucket, tmp_path)]
+    assert sorted(src for src, _ in pairs) == [bucket.url("m/ok/1"), bucket.url("m/ok/2")]
     assert many.files == 2
     assert {f.error_type for f in many.failures} == {"LocalFileError", "NotFoundError"}
     assert all(f.src in f.error or f.dest in f.error for f in many.failures)
     assert (tmp_path / "many" / "4").read_bytes() == contents["ok/2"]
     assert not (tmp_path / "many" / "3").exists()
     assert many.to_dict()["failed"] == 2
+
+
+async def t2_jobs(bucket: Bucket, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    async with Transferer(bucket.config) as t:
+        async for pair in t.tree_jobs(bucket.url("m/"), tmp_path / "back2"):
+            yield pair
 
 
 async def test_fail_fast_stops_the_batch(bucket: Bucket, tmp_path: Path) -> None:
