@@ -1,4 +1,4 @@
-"""``python -m benchmarks s3|http|faults [options]``: the suites (see benchmarks/README.md)."""
+"""``python -m benchmarks s3|http|faults|many [options]``: the suites (see benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 _USAGE = """usage: python -m benchmarks s3 [--size 1GiB] [--repeat 3] [--quick] [--server local|moto] ...
        python -m benchmarks http [--size 1GiB] [--repeat 3] [--quick] [--contestants ...] ...
        python -m benchmarks faults [--size 1GiB] [--repeat 3] [--quick] [--json PATH] ...
+       python -m benchmarks many [--files 10000] [--big-size 1GiB] [--repeat 3] [--quick] ...
 
 commands:
   s3    asynctransfer vs boto3, aioboto3, obstore, s3fs on a local S3 endpoint
@@ -15,6 +16,8 @@ commands:
         (python -m benchmarks http --help for its options)
   faults  asynctransfer vs boto3 through a proxy that answers 503 SlowDown and resets
         (python -m benchmarks faults --help for its options)
+  many  asynctransfer's copy_tree vs aioboto3, obstore, s3fs: 10,000 small files, and a
+        1 GiB file plus 2,000 small ones, up and down (python -m benchmarks many --help)
 """
 
 
@@ -31,6 +34,10 @@ def main(argv: list[str]) -> int:
         from benchmarks.faults import main as faults
 
         return faults(argv[1:])
+    if argv[:1] == ["many"]:
+        from benchmarks.many import main as many
+
+        return many(argv[1:])
     sys.stderr.write(_USAGE)
     return 0 if argv[:1] in (["-h"], ["--help"]) else 2
 
