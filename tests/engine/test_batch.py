@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from asynctransfer import Transferer
+from asynctransfer import Event, Transferer
 
 from ..conftest import SMALL_PART, random_bytes
 
@@ -241,3 +241,30 @@ async def test_missing_source_directory_is_an_error(bucket: Bucket, tmp_path: Pa
             await t.copy_tree(tmp_path / "no-such-dir", bucket.url("x/"))
         with pytest.raises(Exception, match="one side must be a local directory"):
             await t.copy_tree(bucket.url("x/"), bucket.url("y/"))
+
+
+async def test_a_big_file_and_small_ones_share_the_limits_side_by_side(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    sizes = {"big.bin": 12 * SMALL_PART} | {f"small/{i:02d}": 1000 + i for i in range(40)}
+    make_tree(tmp_path / "src", sizes)
+    finished: dict[str, float] = {}
+    peaks = {"in_flight": 0, "memory": 0}
+    config = bucket.config
+    async with Transferer(config) as t:
+
+        def on_event(event: Event) -> None:
+            stats = t.statistics()
+            peaks["in_flight"] = max(peaks["in_flight"], stats.in_flight)
+            peaks["memory"] = max(peaks["memory"], stats.memory.in_use)
+            if event.kind == "finished":
+                finished[event.url.rsplit("/", 1)[-1]] = time.monotonic()
+
+        result = await t.copy_tree(tmp_path / "src", bucket.url("side/"), on_event=on_event)
+    assert result.ok and result.files == len(sizes)
+    small_first = sum(
+        1 for name, at in finished.items() if name != "big.bin" and at < finished["big.bin"]
+    )
+    assert small_first >= 20, small_first  # they did not wait for the big one
+    assert peaks["in_flight"] <= config.max_concurrency
+    assert peaks["memory"] <= config.memory_budget
