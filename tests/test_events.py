@@ -137,54 +137,56 @@ def test_cli_events_are_json_lines_on_stderr(bucket: Bucket, tmp_path: Path) -> 
     assert "upload:" in done.stdout  # the report stays on stdout
 
 
+def _stderr_on_a_terminal(*args: str) -> str:
+    """What ``asynctransfer ARGS`` writes to stderr when stderr is a terminal."""
+    primary, secondary = pty.openpty()
+    # A terminal of 100 columns (a new pty has none, and tqdm would draw nothing).
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "asynctransfer", *args],
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=60,
+            check=False,
+            env={**os.environ, "TERM": "xterm"},
+        )
+        assert done.returncode == 0
+        os.close(secondary)
+        secondary = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the other side is closed and drained
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out.decode(errors="replace")
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+
+
 def test_cli_draws_a_bar_on_a_terminal_and_not_with_quiet(bucket: Bucket, tmp_path: Path) -> None:
     assert bucket.config.endpoint_url is not None
     src = tmp_path / "src.bin"
     write_random(src, 2 * 5 * 1024 * 1024)
+    args = ("cp", str(src), bucket.url("k"), "--endpoint-url", bucket.config.endpoint_url)
+    drawn = _stderr_on_a_terminal(*args, "--part-size", "5MiB")
+    assert "100%" in drawn
+    assert _stderr_on_a_terminal(*args, "--part-size", "5MiB", "--quiet") == ""
 
-    def stderr_on_a_terminal(*extra: str) -> str:
-        primary, secondary = pty.openpty()
-        # A terminal of 100 columns (a new pty has none, and tqdm would draw nothing).
-        fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-        try:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "asynctransfer",
-                    "cp",
-                    str(src),
-                    bucket.url("k"),
-                    "--endpoint-url",
-                    str(bucket.config.endpoint_url),
-                    "--part-size",
-                    "5MiB",
-                    *extra,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=secondary,
-                timeout=60,
-                check=False,
-                env={**os.environ, "TERM": "xterm"},
-            )
-            assert done.returncode == 0
-            os.close(secondary)
-            secondary = -1
-            out = b""
-            while True:
-                try:
-                    chunk = os.read(primary, 65536)
-                except OSError:  # EIO: the other side is closed and drained
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            return out.decode(errors="replace")
-        finally:
-            os.close(primary)
-            if secondary >= 0:
-                os.close(secondary)
 
-    drawn = stderr_on_a_terminal()
-    assert ("100%" in drawn and "src.bin" not in drawn) or "100%" in drawn
-    assert stderr_on_a_terminal("--quiet") == ""
+def test_cli_draws_one_bar_for_a_batch(bucket: Bucket, tmp_path: Path) -> None:
+    assert bucket.config.endpoint_url is not None
+    (tmp_path / "tree").mkdir()
+    for i in range(5):
+        write_random(tmp_path / "tree" / f"f{i}", 1000 + i)
+    drawn = _stderr_on_a_terminal(
+        "cp", "-r", str(tmp_path / "tree"), bucket.url("bar/"),
+        "--endpoint-url", bucket.config.endpoint_url,
+    )  # fmt: skip
+    assert "files=5" in drawn and "failed=0" in drawn
