@@ -76,9 +76,9 @@ from ._orphans import abort_upload
 from ._results import DownloadResult, UploadResult
 from ._resume import DownloadResume
 from ._sinks import FileSink, Sink, StreamSink, Writable
-from ._small import upload_small
+from ._small import put_whole, upload_small
 from ._turns import Turns
-from ._upload import MultipartUpload, checksum_kwargs, read_part
+from ._upload import MultipartUpload, read_part
 from ._upload_stream import ByteSource, StreamUpload
 
 if TYPE_CHECKING:
@@ -523,39 +523,14 @@ class Engine:
         whole: hashing.Hasher,
         overwrite: bool = True,
     ) -> PutResult:
-        url = str(dest)
         algorithm = self.config.checksum
         buf = await self.pool.acquire(source.size)
         try:
             digest, _ = await anyio.to_thread.run_sync(read_part, source, buf, 0, algorithm, whole)
             await self.check_unchanged(source)
-            await self._throttle(len(buf))
-
-            async def put_once() -> PutResult:
-                async with self.limiter:
-                    return await self.s3.put_object(
-                        dest.bucket,
-                        dest.key,
-                        buf,
-                        checksum_kwargs(algorithm, digest),
-                        url,
-                        if_none_match=not overwrite,
-                    )
-
-            put = await self.retrying(url, put_once)
-            self._bytes_sent += len(buf)
-            _events.part_done(1, len(buf), in_flight=self.limiter.borrowed_tokens)
+            return await put_whole(self, dest, buf, digest, overwrite)
         finally:
             self.pool.release(buf)
-        if algorithm == "crc32c" and digest is not None:
-            theirs = put.checksums.get("CRC32C")
-            if theirs is not None and theirs != hashing.b64(digest):
-                raise IntegrityError(
-                    f"{url}: the store's CRC32C {theirs} differs from the file's "
-                    f"{hashing.b64(digest)}",
-                    url=url,
-                )
-        return put
 
     async def abort(self, dest: S3Address, upload_id: str) -> bool:
         """Abort a multipart upload, with its own retries, confirmed by ListParts (see

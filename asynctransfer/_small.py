@@ -80,9 +80,13 @@ async def _put(
     async with engine.limiter:
         if lean is not None:
             headers: dict[str, str] = {}
-            if digest is not None:
-                name = "x-amz-checksum-crc32c" if algorithm == "crc32c" else "content-md5"
-                headers[name] = hashing.b64(digest)
+            if digest is not None and algorithm == "crc32c":
+                # Both, as botocore sends them (moto stores the checksum only when told the
+                # algorithm; S3 takes either).
+                headers["x-amz-sdk-checksum-algorithm"] = "CRC32C"
+                headers["x-amz-checksum-crc32c"] = hashing.b64(digest)
+            elif digest is not None:
+                headers["content-md5"] = hashing.b64(digest)
             if not overwrite:
                 headers["If-None-Match"] = "*"
             return await lean.put_object(dest.bucket, dest.key, buf, headers, url)
@@ -94,6 +98,26 @@ async def _put(
             url,
             if_none_match=not overwrite,
         )
+
+
+async def put_whole(
+    engine: Engine, dest: S3Address, buf: bytearray, digest: bytes | None, overwrite: bool
+) -> PutResult:
+    """``buf`` as the whole object in one PutObject, under the rate caps and retried; the
+    CRC32C the store answers is checked against ``digest``."""
+    url = str(dest)
+    await engine.throttle(len(buf))
+    put = await engine.retrying(url, lambda: _put(engine, dest, buf, digest, overwrite))
+    engine.count_sent(len(buf))
+    _events.part_done(1, len(buf), in_flight=engine.limiter.borrowed_tokens)
+    if engine.config.checksum == "crc32c" and digest is not None:
+        theirs = put.checksums.get("CRC32C")
+        if theirs is not None and theirs != hashing.b64(digest):
+            raise IntegrityError(
+                f"{url}: the store's CRC32C {theirs} differs from the file's {hashing.b64(digest)}",
+                url=url,
+            )
+    return put
 
 
 async def upload_small(
@@ -111,20 +135,9 @@ async def upload_small(
         except _SizeMoved:
             return None
         _events.started(size, 1)
-        await engine.throttle(size)
-        put = await engine.retrying(url, lambda: _put(engine, dest, buf, read.digest, overwrite))
-        engine.count_sent(size)
-        _events.part_done(1, size, in_flight=engine.limiter.borrowed_tokens)
+        put = await put_whole(engine, dest, buf, read.digest, overwrite)
     finally:
         engine.pool.release(buf)
-    if algorithm == "crc32c" and read.digest is not None:
-        theirs = put.checksums.get("CRC32C")
-        if theirs is not None and theirs != hashing.b64(read.digest):
-            raise IntegrityError(
-                f"{url}: the store's CRC32C {theirs} differs from the file's "
-                f"{hashing.b64(read.digest)}",
-                url=url,
-            )
     return UploadResult(
         source=path,
         url=url,
