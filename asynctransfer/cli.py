@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body", type=_size, help="largest PutObject / UploadPart body (default 5GiB)"
     )
+    serve.add_argument(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        help="do not fsync each object's metadata (faster small PUTs; the store stays "
+        "consistent if the server dies, not if the machine does)",
+    )
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -245,6 +252,7 @@ def serve(args: argparse.Namespace) -> int:
         access_key=args.access_key,
         secret_key=args.secret_key,
         verbose=args.verbose,
+        fsync=args.fsync,
         **{name: value for name, value in options.items() if value is not None},
     )
 

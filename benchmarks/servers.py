@@ -202,7 +202,15 @@ def sigv4_headers(
     headers = {"host": host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD", "x-amz-date": stamp}
     signed = ";".join(sorted(headers))
     canonical = "\n".join(
-        [method, path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed]
+        [
+            method,
+            path,
+            "",
+            *(f"{k}:{headers[k]}" for k in sorted(headers)),
+            "",
+            signed,
+            "UNSIGNED-PAYLOAD",
+        ]
     )
     scope = f"{stamp[:8]}/{region}/s3/aws4_request"
     to_sign = "\n".join(

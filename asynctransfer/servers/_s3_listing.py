@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
+from xml.sax.saxutils import escape
 
 from ._s3_http import continuation_token, parse_continuation_token, xml_response
-from ._s3_xml import Doc, iso8601, url_encoder
+from ._s3_xml import Doc, iso8601, quote_etag, url_encoder
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -78,42 +79,55 @@ async def list_buckets(call: Call) -> web.StreamResponse:
 async def _page_of_objects(
     call: Call, after: str | None, after_prefix: bool, limit: int
 ) -> tuple[Page[str], dict[str, ObjectMeta]]:
+    """One page and the metadata of its keys, in one worker-thread call. The store walks the
+    keys lazily in order from ``after`` on, so the page stops reading the tree at its end."""
     prefix = call.query.get("prefix", "")
+    delimiter = call.query.get("delimiter", "")
     store = call.state.store
-    keys = await call.state.run(store.list_keys, call.bucket, prefix)
-    page = paginate(
-        ((k, k) for k in keys),
-        prefix=prefix,
-        delimiter=call.query.get("delimiter", ""),
-        limit=limit,
-        after=after,
-        after_prefix=after_prefix,
-    )
 
-    def read() -> dict[str, ObjectMeta]:
+    def read() -> tuple[Page[str], dict[str, ObjectMeta]]:
+        page = paginate(
+            store.iter_keys(call.bucket, prefix, after or ""),
+            prefix=prefix,
+            delimiter=delimiter,
+            limit=limit,
+            after=after,
+            after_prefix=after_prefix,
+        )
         found = {}
-        for key, item in page.entries:
-            if item is not None and (meta := store.find(call.bucket, key)) is not None:
+        for key, path in page.entries:
+            if path is not None and (meta := store.read_meta(path)) is not None:
                 found[key] = meta
-        return found
+        return page, found
 
-    return page, await call.state.run(read)
+    return await call.state.run(read)
 
 
 def _add_entries(call: Call, doc: Doc, page: Page[str], metas: dict[str, ObjectMeta]) -> int:
     encode = url_encoder(call.query)
     count = 0
+    parts = doc.parts
     for name, item in page.entries:
         if item is None:
-            doc.open("CommonPrefixes").add("Prefix", encode(name)).close("CommonPrefixes")
+            parts.append(
+                f"<CommonPrefixes><Prefix>{escape(encode(name))}</Prefix></CommonPrefixes>"
+            )
             count += 1
         elif (meta := metas.get(name)) is not None:
-            doc.open("Contents").add("Key", encode(name))
-            doc.add("LastModified", iso8601(meta.last_modified)).add("ETag", f'"{meta.etag}"')
+            # One string per entry (what Doc.add would give, element by element): a page has
+            # a thousand of them.
+            checksum = ""
             if meta.checksum is not None:
-                doc.add("ChecksumAlgorithm", meta.checksum.algorithm)
-                doc.add("ChecksumType", meta.checksum.type)
-            doc.add("Size", meta.size).add("StorageClass", "STANDARD").close("Contents")
+                checksum = (
+                    f"<ChecksumAlgorithm>{meta.checksum.algorithm}</ChecksumAlgorithm>"
+                    f"<ChecksumType>{meta.checksum.type}</ChecksumType>"
+                )
+            parts.append(
+                f"<Contents><Key>{escape(encode(name))}</Key>"
+                f"<LastModified>{iso8601(meta.last_modified)}</LastModified>"
+                f"<ETag>{escape(quote_etag(meta.etag))}</ETag>{checksum}<Size>{meta.size}</Size>"
+                "<StorageClass>STANDARD</StorageClass></Contents>"
+            )
             count += 1
     return count
 

@@ -1,15 +1,22 @@
 """PutObject, GetObject / HeadObject and DeleteObject.
 
 GET sends the bytes with ``loop.sendfile`` (the kernel copies from the page cache to the
-socket). Range, the conditional headers and ``partNumber`` are decided here with S3's rules
-(suffix and open-ended ranges, 416 with ``Content-Range: bytes */SIZE``, If-Match 412 before
-If-None-Match 304), not aiohttp's FileResponse rules (its ETag is not S3's).
+socket), except for objects of at most ``ServerConfig.small_body`` bytes (and inline ones):
+those are read with their metadata in one go (on the loop, see ``ServerConfig.loop_reads``)
+and sent from memory, which costs less CPU than a hop to a thread to open the file plus
+sendfile's setup (pause reading, wait for the buffer to drain, add and remove a writer).
+Range, the conditional headers and ``partNumber`` are decided here with S3's rules (suffix and
+open-ended ranges, 416 with ``Content-Range: bytes */SIZE``, If-Match 412 before If-None-Match
+304), not aiohttp's FileResponse rules (its ETag is not S3's).
+
+A PutObject body of at most ``small_body`` bytes is stored inline (see ``_s3_store``), in the
+same worker-thread call that hashes and verifies it (``_s3_body.receive_then``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import os
 import re
 import time
@@ -19,7 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from aiohttp import web
 
-from ._s3_body import checksum_header, expected_digests, read_small, receive
+from ._s3_body import checksum_header, expected_digests, read_small, receive_then
 from ._s3_http import (
     MAX_PARTS,
     RESPONSE_OVERRIDES,
@@ -36,6 +43,7 @@ from ._s3_xml import Doc, S3Error, parse_delete
 if TYPE_CHECKING:
     from aiohttp.abc import AbstractStreamWriter
 
+    from ._s3_body import Received
     from ._s3_http import Call
 
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
@@ -161,17 +169,30 @@ async def get_object(call: Call) -> web.StreamResponse:
     if "partNumber" in call.query:
         part_number = call.int_param("partNumber", 0, low=1, high=MAX_PARTS)
     store = call.state.store
+    head = call.request.method == "HEAD"
     for _ in range(10):
-        meta = await call.state.run(store.head, call.bucket, call.key)
+        data = None
+        if head:
+            meta = await call.state.read(store.head, call.bucket, call.key)
+        else:
+            try:
+                meta, data = await call.state.read(
+                    store.read_object, call.bucket, call.key, call.state.config.small_body
+                )
+            except FileNotFoundError:
+                continue  # replaced between reading the metadata and the bytes: again
         headers = object_headers(meta)
         if check_conditions(call, meta):
             return web.Response(status=304, headers={k: headers[k] for k in _NOT_MODIFIED})
         status, first, last = _selection(call, meta, part_number, headers)
         count = max(last - first + 1, 0)
-        if call.request.method == "HEAD":
+        if head:
             response = web.StreamResponse(status=status, headers=headers)
             response.content_length = count
             return response
+        if data is not None:
+            body = data if count == len(data) else data[first : first + count]
+            return web.Response(status=status, headers=headers, body=body)
         try:
             pieces = await call.state.run(store.open_range, call.bucket, meta, first, count)
         except FileNotFoundError:
@@ -224,48 +245,49 @@ async def put_object(call: Call) -> web.StreamResponse:
     if "x-amz-copy-source" in call.headers:
         raise S3Error("NotImplemented", "CopyObject is not supported by this server")
     store = call.state.store
-    await call.state.run(store.check_object_name, call.bucket, call.key)
     if_none_match = call.headers.get("If-None-Match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise S3Error("NotImplemented", "If-None-Match on PUT takes only '*'")
     if_match = call.headers.get("If-Match")
     expected = expected_digests(call.headers, sha256_hex=call.payload_sha256)
     content_type, kept = stored_headers(call.headers)
-    received = await receive(
+    algorithm = expected.algorithm
+
+    def commit(received: Received) -> ObjectMeta:  # in a worker thread
+        checksum = None
+        if algorithm is not None and received.checksum is not None:
+            checksum = Checksum(
+                algorithm=algorithm, value=b64(received.checksum), type="FULL_OBJECT"
+            )
+        meta = ObjectMeta(
+            key=call.key,
+            size=received.size,
+            etag=received.md5.hex(),
+            last_modified=time.time(),
+            content_type=content_type,
+            headers=kept,
+            checksum=checksum,
+        )
+        conditions: dict[str, Any] = {
+            "if_match": etag_list(if_match) if if_match is not None else None,
+            "if_none_match": if_none_match is not None,
+        }
+        if received.body is not None:
+            return store.commit_inline(call.bucket, call.key, received.body, meta, **conditions)
+        return store.commit_object(call.bucket, call.key, Path(received.path), meta, **conditions)
+
+    config = call.state.config
+    meta = await receive_then(
         call.request,
         store,
         call.state.executor,
         expected,
-        limit=call.state.config.max_body,
+        commit,
+        limit=config.max_body,
+        small=config.small_body,
+        check=functools.partial(store.check_object_name, call.bucket, call.key),
     )
-    checksum = None
-    if expected.algorithm is not None and received.checksum is not None:
-        checksum = Checksum(
-            algorithm=expected.algorithm, value=b64(received.checksum), type="FULL_OBJECT"
-        )
-    meta = ObjectMeta(
-        key=call.key,
-        size=received.size,
-        etag=received.md5.hex(),
-        last_modified=time.time(),
-        content_type=content_type,
-        headers=kept,
-        checksum=checksum,
-    )
-    try:
-        meta = await call.state.run(
-            store.commit_object,
-            call.bucket,
-            call.key,
-            Path(received.path),
-            meta,
-            if_match=etag_list(if_match) if if_match is not None else None,
-            if_none_match=if_none_match is not None,
-        )
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(received.path)
-        raise
+    checksum = meta.checksum
     headers: dict[str, Any] = {"ETag": f'"{meta.etag}"'}
     if checksum is not None:
         headers[checksum_header(checksum.algorithm)] = checksum.value

@@ -7,6 +7,7 @@ both are S3's own. A HEAD answer has no body: clients see only the status there.
 
 from __future__ import annotations
 
+import functools
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -85,7 +86,12 @@ def error_document(error: S3Error, resource: str, request_id: str) -> bytes:
 def iso8601(timestamp: float) -> str:
     """S3's timestamps in XML: ``2024-05-01T12:00:00.000Z``."""
     millis = int(timestamp * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + f".{millis:03d}Z"
+    return f"{_iso_seconds(int(timestamp))}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:  # (a listing's objects share a few seconds)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def quote_etag(md5_hex: str) -> str:

@@ -6,7 +6,10 @@ tests need one that checks Content-MD5 and ``x-amz-checksum-*`` like S3 does. Th
 objects and parts as files under a root directory (see ``_s3_store``), streams bodies to disk
 while hashing them in worker threads (``_s3_body``), sends objects with sendfile
 (``_s3_objects``), verifies SigV4 when given credentials (``_sigv4``), and answers with S3's
-status codes and XML errors (``_s3_xml``).
+status codes and XML errors (``_s3_xml``). Small objects (up to ``small_body``, 1 MiB) take a
+shorter path: the body is read in memory and hashed, verified and stored in one worker-thread
+call, in one file; a GET reads it in one go and sends it from memory. Every hop to a thread
+and every file created costs server CPU that the clients being measured then lack.
 
 Requests use path-style addressing (``http://HOST:PORT/bucket/key``), which is what boto3 and
 aiobotocore do for a custom endpoint. Not supported (answered 405 or 501): versioning, ACLs,
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import secrets
 import signal
@@ -35,6 +39,7 @@ from ._s3_body import Expected, read_small
 from ._s3_http import (
     DEFAULT_MAX_BODY,
     DEFAULT_MIN_PART_SIZE,
+    DEFAULT_SMALL_BODY,
     Call,
     ServerConfig,
     ServerState,
@@ -66,6 +71,15 @@ logger = logging.getLogger("asynctransfer.servers.s3")
 STATE = web.AppKey("asynctransfer.s3.state", ServerState)
 _CALL = web.RequestKey("asynctransfer.s3.call", Call)
 _REQUEST_ID = web.RequestKey("asynctransfer.s3.request_id", str)
+# Request IDs: unique per process and cheap (a counter after a random prefix; S3's are 16
+# characters too), not a getrandom() call per request.
+_ID_PREFIX = secrets.token_hex(4).upper()
+_ID_COUNTER = itertools.count()
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08X}"
+
 
 # Sub-resources S3 has and this server does not: answered 405 rather than misread as a GET/PUT
 # of the object or bucket.
@@ -256,7 +270,8 @@ def _stamp(request: web.Request, response: web.StreamResponse) -> web.StreamResp
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
-    request.setdefault(_REQUEST_ID, secrets.token_hex(8).upper())
+    if _REQUEST_ID not in request:
+        request[_REQUEST_ID] = _new_request_id()
     try:
         call = request.get(_CALL) or _prepare(request)
         response = await call.handler(call)
@@ -267,7 +282,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
     """Expect: 100-continue: refuse before the body is sent when the headers already fail."""
-    request[_REQUEST_ID] = secrets.token_hex(8).upper()
+    request[_REQUEST_ID] = _new_request_id()
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
         return web.Response(status=417)
     try:
@@ -296,18 +311,29 @@ def create_app(
     credentials: Mapping[str, str] | None = None,
     min_part_size: int = DEFAULT_MIN_PART_SIZE,
     max_body: int = DEFAULT_MAX_BODY,
+    fsync: bool = True,
+    small_body: int = DEFAULT_SMALL_BODY,
+    loop_reads: bool = True,
 ) -> web.Application:
     """The S3 endpoint as an aiohttp application storing under ``root``.
 
     ``credentials`` maps access keys to secret keys: requests must then be SigV4-signed by one
     of them (403 otherwise); None accepts any request. ``min_part_size`` is the EntityTooSmall
     limit for every part but the last; ``max_body`` bounds a PutObject / UploadPart body.
+    ``fsync=False`` skips the fsync of each object's metadata (benchmarks: it is most of a
+    small PutObject's time; the store stays consistent if the server dies, not if the machine
+    does). Bodies and objects up to ``small_body`` bytes are handled in memory (fewer thread
+    hops; see ``ServerConfig.small_body``); ``loop_reads`` reads small objects and metadata on
+    the event loop (see ``ServerConfig.loop_reads``).
     """
     config = ServerConfig(
         root=Path(root),
         credentials=dict(credentials) if credentials is not None else None,
         min_part_size=min_part_size,
         max_body=max_body,
+        fsync=fsync,
+        small_body=small_body,
+        loop_reads=loop_reads,
     )
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_route("*", "/{path:.*}", _handle, expect_handler=_expect)
@@ -351,11 +377,18 @@ async def serve(
     credentials: Mapping[str, str] | None = None,
     min_part_size: int = DEFAULT_MIN_PART_SIZE,
     max_body: int = DEFAULT_MAX_BODY,
+    fsync: bool = True,
     ready: Callable[[str], None] | None = None,
     access_log: logging.Logger | None = None,
 ) -> None:
     """Run the endpoint until SIGINT or SIGTERM; ``ready`` gets its URL once it listens."""
-    app = create_app(root, credentials=credentials, min_part_size=min_part_size, max_body=max_body)
+    app = create_app(
+        root,
+        credentials=credentials,
+        min_part_size=min_part_size,
+        max_body=max_body,
+        fsync=fsync,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -379,10 +412,12 @@ def serve_command(
     secret_key: str | None = None,
     min_part_size: int = DEFAULT_MIN_PART_SIZE,
     max_body: int = DEFAULT_MAX_BODY,
+    fsync: bool = True,
     verbose: bool = False,
 ) -> int:
     """``asynctransfer serve``: one ``listening on URL`` line on stdout when ready, then serve
-    until SIGINT / SIGTERM; exit status 0 (1 if it cannot start). ``verbose``: log requests."""
+    until SIGINT / SIGTERM; exit status 0 (1 if it cannot start). ``verbose``: log requests;
+    ``fsync=False``: ``--no-fsync`` (see ``create_app``)."""
     credentials = None
     if access_key is not None and secret_key is not None:
         credentials = {access_key: secret_key}
@@ -405,6 +440,7 @@ def serve_command(
                 credentials=credentials,
                 min_part_size=min_part_size,
                 max_body=max_body,
+                fsync=fsync,
                 ready=ready,
                 access_log=logging.getLogger("aiohttp.access") if verbose else None,
             )

@@ -123,16 +123,43 @@ def s3_url(s3_root: Path, _aws_environment: None) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def s3(s3_url: str, s3_root: Path) -> Iterator[S3]:
-    """A fresh bucket on the shared server, and a boto3 client (no retries)."""
+@pytest.fixture(scope="session")
+def s3_streamed(
+    tmp_path_factory: pytest.TempPathFactory, _aws_environment: None
+) -> Iterator[tuple[str, Path]]:
+    """(URL, root) of a server that streams every body to a file, sends every object with
+    sendfile and reads in worker threads only (``small_body=0``, ``loop_reads=False``): the
+    paths the default server keeps for bodies over 1 MiB."""
+    root = tmp_path_factory.mktemp("s3-root-streamed")
+    with threaded_s3(root, min_part_size=SMALL_MIN_PART, small_body=0, loop_reads=False) as url:
+        yield url, root
+
+
+@contextlib.contextmanager
+def _fresh_bucket(url: str, root: Path) -> Iterator[S3]:
     name = f"test-{uuid.uuid4().hex[:12]}"
-    with contextlib.closing(client(s3_url)) as c:
+    with contextlib.closing(client(url)) as c:
         c.create_bucket(Bucket=name)
-        s3 = S3(s3_url, s3_root, c, name)
+        s3 = S3(url, root, c, name)
         yield s3
         for other in s3.closing:
             other.close()
+
+
+@pytest.fixture
+def s3(request: pytest.FixtureRequest, s3_url: str, s3_root: Path) -> Iterator[S3]:
+    """A fresh bucket on the shared server, and a boto3 client (no retries). Under
+    ``BOTH_MODES``, also on a server that streams everything (``s3_streamed``)."""
+    url, root = s3_url, s3_root
+    if getattr(request, "param", "small") == "streamed":
+        url, root = request.getfixturevalue("s3_streamed")
+    with _fresh_bucket(url, root) as s3:
+        yield s3
+
+
+# Run a test against both servers: small bodies and objects handled in memory and stored inline
+# (the default), and everything streamed to files, sent with sendfile, read in threads.
+BOTH_MODES = pytest.mark.parametrize("s3", ["small", "streamed"], indirect=True)
 
 
 def error(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, str]:

@@ -83,6 +83,7 @@ def test_serve_announces_itself_and_stops_on_signals(tmp_path: Path) -> None:
                 str(tmp_path),
                 "--port",
                 "0",
+                *(["--no-fsync"] if signum == signal.SIGTERM else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from crc32c import crc32c
 
-from .conftest import client, error, error_response, threaded_s3
+from .conftest import BOTH_MODES, client, error, error_response, threaded_s3
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -81,6 +81,7 @@ def test_bucket_with_open_upload_is_not_empty(s3: S3) -> None:
 # ------------------------------------------------------------------ objects
 
 
+@BOTH_MODES
 def test_put_get_head_delete(s3: S3) -> None:
     data = os.urandom(1000)
     put = s3.put(
@@ -125,14 +126,25 @@ def test_error_document_is_s3s(s3: S3) -> None:
     assert (status, body) == (404, b"")
 
 
-def test_overwrite_replaces_and_frees_the_old_bytes(s3: S3) -> None:
-    s3.put("k", b"old" * 1000)
-    s3.put("k", b"new")
-    assert s3.read("k") == b"new"
-    data_files = [p for p in (s3.root / s3.bucket).iterdir() if p.name.startswith("k@")]
-    assert len(data_files) == 2, data_files  # the metadata and the new bytes
+def test_overwrite_replaces_and_frees_the_old_bytes(tmp_path: Path) -> None:
+    """A small object lives inline in its metadata file, a larger one in a file beside it;
+    every overwrite, from either kind to either kind, leaves only the new version's files."""
+    with threaded_s3(tmp_path, small_body=1000) as url, contextlib.closing(client(url)) as c:
+        c.create_bucket(Bucket="bkt")
+        for body in (b"x" * 3000, b"small", b"y" * 2000, b"z" * 3000, b"tiny", b""):
+            c.put_object(Bucket="bkt", Key="k", Body=body)
+            assert c.get_object(Bucket="bkt", Key="k")["Body"].read() == body
+            files = {p.name for p in (tmp_path / "bkt").iterdir() if p.name.startswith("k@")}
+            assert "k@meta.json" in files
+            data_files = files - {"k@meta.json"}
+            if len(body) > 1000:
+                assert len(data_files) == 1, files  # the new bytes
+                assert data_files.pop().endswith(".data")
+            else:
+                assert not data_files, files  # inline
 
 
+@BOTH_MODES
 def test_readers_never_see_a_half_written_object(s3: S3) -> None:
     versions = [bytes([i]) * 300_000 for i in range(4)]
     s3.put("k", versions[0])
@@ -167,6 +179,7 @@ KEYS = [
 ]
 
 
+@BOTH_MODES
 def test_keys_round_trip_and_list_in_utf8_order(s3: S3) -> None:
     for i, key in enumerate(KEYS):
         s3.put(key, str(i).encode())
@@ -214,6 +227,7 @@ DATA = bytes(range(256)) * 4  # 1024 bytes
         ("bytes=1023-1023", 1023, 1023),
     ],
 )
+@BOTH_MODES
 def test_range(s3: S3, range_: str, first: int, last: int) -> None:
     s3.put("k", DATA)
     got = s3.client.get_object(Bucket=s3.bucket, Key="k", Range=range_)
@@ -225,6 +239,7 @@ def test_range(s3: S3, range_: str, first: int, last: int) -> None:
 
 
 @pytest.mark.parametrize("range_", ["bytes=1024-", "bytes=5000-6000", "bytes=-0"])
+@BOTH_MODES
 def test_unsatisfiable_range(s3: S3, range_: str) -> None:
     s3.put("k", DATA)
     response = error_response(s3.client.get_object, Bucket=s3.bucket, Key="k", Range=range_)
@@ -242,6 +257,7 @@ def test_ranges_s3_ignores_give_the_whole_object(s3: S3, range_: str) -> None:
     assert got["Body"].read() == DATA
 
 
+@BOTH_MODES
 def test_range_of_empty_object(s3: S3) -> None:
     s3.put("empty", b"")
     assert s3.read("empty") == b""
@@ -254,6 +270,7 @@ def test_range_of_empty_object(s3: S3) -> None:
 # ------------------------------------------------------------------ conditions
 
 
+@BOTH_MODES
 def test_conditional_get_and_head(s3: S3) -> None:
     etag = s3.put("k", b"abc")["ETag"]
     get, head = s3.client.get_object, s3.client.head_object
@@ -274,6 +291,7 @@ def test_conditional_get_and_head(s3: S3) -> None:
     assert get(**k, IfNoneMatch='"other"', IfModifiedSince=future)["Body"].read() == b"abc"
 
 
+@BOTH_MODES
 def test_conditional_put(s3: S3) -> None:
     etag = s3.put("k", b"one")["ETag"]
     assert error(s3.put, "k", b"two", IfNoneMatch="*") == (412, "PreconditionFailed")
@@ -296,6 +314,7 @@ CHECKSUMS = {
 
 
 @pytest.mark.parametrize("algorithm", CHECKSUMS)
+@BOTH_MODES
 def test_checksum_is_verified_stored_and_returned(s3: S3, algorithm: str) -> None:
     data = os.urandom(3000)
     right = b64(CHECKSUMS[algorithm](data))
@@ -320,6 +339,7 @@ def test_checksum_is_verified_stored_and_returned(s3: S3, algorithm: str) -> Non
     assert ranged["Body"].read() == data[:10]
 
 
+@BOTH_MODES
 def test_content_md5_is_verified(s3: S3) -> None:
     data = b"payload"
     wrong = b64(hashlib.md5(b"other").digest())
@@ -345,6 +365,81 @@ def test_malformed_and_unsupported_checksums(s3: S3) -> None:
         s3.url, "PUT", f"/{s3.bucket}/k", b"x", {"x-amz-checksum-crc64nvme": "AAAAAAAAAAA="}
     )
     assert (status, b"CRC64NVME" in body) == (400, True)
+
+
+@pytest.mark.parametrize("small_body", [1024 * 1024, 0], ids=["small", "streamed"])
+def test_a_body_that_fails_its_digest_stores_nothing(tmp_path: Path, small_body: int) -> None:
+    """Content-MD5 and x-amz-checksum-* are checked on the in-memory path as on the streamed
+    one: BadDigest, no new file anywhere (not even in the temp directory), the old version
+    intact."""
+    with (
+        threaded_s3(tmp_path, small_body=small_body) as url,
+        contextlib.closing(client(url)) as c,
+    ):
+        c.create_bucket(Bucket="bkt")
+        c.put_object(Bucket="bkt", Key="k", Body=b"kept")
+        before = files_under(tmp_path)
+        data = os.urandom(64 * 1024)
+        wrong_md5 = b64(hashlib.md5(data + b"x").digest())
+        wrong_crc = b64(crc32c(data + b"x").to_bytes(4, "big"))
+        for key in ("k", "new"):
+            assert error(c.put_object, Bucket="bkt", Key=key, Body=data, ContentMD5=wrong_md5) == (
+                400,
+                "BadDigest",
+            )
+            assert error(
+                c.put_object, Bucket="bkt", Key=key, Body=data, ChecksumCRC32C=wrong_crc
+            ) == (400, "BadDigest")
+        assert files_under(tmp_path) == before
+        assert c.get_object(Bucket="bkt", Key="k")["Body"].read() == b"kept"
+        assert error(c.head_object, Bucket="bkt", Key="new") == (404, "404")
+        right = b64(crc32c(data).to_bytes(4, "big"))
+        put = c.put_object(Bucket="bkt", Key="new", Body=data, ChecksumCRC32C=right)
+        assert put["ChecksumCRC32C"] == right
+
+
+@BOTH_MODES
+def test_concurrent_conditional_puts_are_atomic(s3: S3) -> None:
+    """Of concurrent PUTs with If-None-Match: * to one key, exactly one wins and its body is
+    what is stored; the same for If-Match on one ETag."""
+    bodies = [os.urandom(16 * 1024) for _ in range(8)]
+
+    def put_all(key: str, headers: dict[str, str]) -> list[int]:
+        def put(body: bytes) -> int:
+            return raw_request(s3.url, "PUT", f"/{s3.bucket}/{key}", body, headers)[0]
+
+        with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+            return list(pool.map(put, bodies))
+
+    for round_ in range(3):
+        statuses = put_all(f"k{round_}", {"If-None-Match": "*"})
+        assert sorted(statuses) == [200] + [412] * (len(bodies) - 1)
+        assert s3.read(f"k{round_}") == bodies[statuses.index(200)]
+    etag = s3.put("m", b"base")["ETag"]
+    statuses = put_all("m", {"If-Match": etag})
+    assert sorted(statuses) == [200] + [412] * (len(bodies) - 1)
+    assert s3.read("m") == bodies[statuses.index(200)]
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_metadata_fsync_can_be_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    with threaded_s3(tmp_path, fsync=fsync) as url, contextlib.closing(client(url)) as c:
+        c.create_bucket(Bucket="bkt")
+        calls.clear()
+        c.put_object(Bucket="bkt", Key="small", Body=b"x")
+        c.put_object(Bucket="bkt", Key="large", Body=b"x" * (2 * 1024 * 1024))
+        assert c.get_object(Bucket="bkt", Key="large")["Body"].read() == b"x" * (2 * 1024 * 1024)
+    assert len(calls) == (2 if fsync else 0)
 
 
 # ------------------------------------------------------------------ listing
