@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
 from asynctransfer import Event, Transferer
@@ -268,3 +270,35 @@ async def test_a_big_file_and_small_ones_share_the_limits_side_by_side(
     assert small_first >= 20, small_first  # they did not wait for the big one
     assert peaks["in_flight"] <= config.max_concurrency
     assert peaks["memory"] <= config.memory_budget
+
+
+async def test_an_interrupted_batch_resumes_each_file_from_its_checkpoint(
+    bucket: Bucket, tmp_path: Path
+) -> None:
+    sizes = {"big.bin": 16 * SMALL_PART + 5, "small.txt": 10}
+    contents = make_tree(tmp_path / "src", sizes)
+    config = replace(bucket.config, max_concurrency=2)
+    async with Transferer(config) as t:
+        with anyio.CancelScope() as scope:
+
+            def stop_after_some_parts(event: Event) -> None:
+                big = event.kind == "part" and event.url.endswith("big.bin")
+                if big and (event.done or 0) >= 4 * SMALL_PART:
+                    scope.cancel()
+
+            await t.copy_tree(
+                tmp_path / "src",
+                bucket.url("resume/"),
+                checkpoint=True,
+                on_event=stop_after_some_parts,
+            )
+        assert scope.cancelled_caught
+        kept = await t.list_uploads(bucket.url("resume/"))
+        assert [(u.key, u.resumable) for u in kept] == [("resume/big.bin", True)]
+    async with Transferer(config) as t:
+        again = await t.copy_tree(tmp_path / "src", bucket.url("resume/"), checkpoint=True)
+        sent = t.statistics().bytes_sent
+        assert await t.list_uploads(bucket.url("resume/")) == []
+    assert again.ok and again.files == 2
+    assert sent <= sizes["big.bin"] - 4 * SMALL_PART + sizes["small.txt"]  # kept parts not resent
+    assert bucket.read("resume/big.bin") == contents["big.bin"]
