@@ -125,10 +125,11 @@ class TransferConfig:
     ranges of history and spare room in the memory budget. Default True."""
 
     lean_requests: bool = True
-    """Send small PutObject / GetObject requests (objects of one request, in batches) through
-    the engine's own SigV4-signed HTTP/1.1 client instead of botocore: the same requests at a
-    fraction of the CPU (see ``_io/s3lean.py``). False: botocore for every request (for a
-    store or a credential source the lean client cannot serve). Default True."""
+    """Send the PutObject of every one-request upload, and the GetObject of a batch's
+    one-request downloads, through the engine's own SigV4-signed HTTP/1.1 client instead of
+    botocore: the same requests at a tenth of the client CPU (see ``_io/s3lean.py``). Never
+    when a proxy applies. False: botocore for every request (for a store or a credential
+    source the lean client cannot serve). Default True."""
 
     use_uvloop: bool = True
     """Run the CLI and the blocking entry points on uvloop when it is installed. Default True."""
