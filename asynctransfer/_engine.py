@@ -71,7 +71,7 @@ from ._io import hashing, local
 from ._io.base import SystemClock
 from ._io.http import HttpDriver
 from ._io.rangeget import RangeClient, proxy_applies
-from ._io.s3 import error_document, remote_error
+from ._io.s3 import error_answer
 from ._orphans import abort_upload
 from ._results import DownloadResult, UploadResult
 from ._resume import DownloadResume
@@ -1084,14 +1084,7 @@ class Engine:
         async with self.limiter:
             head, body = await self._direct.get_into(presigned, headers, view, accept=accept)
         if not 200 <= head.status < 300:
-            code, message = error_document(body)
-            raise remote_error(
-                url,
-                status=head.status,
-                code=code,
-                message=message,
-                request_id=head.headers.get("x-amz-request-id"),
-            )
+            raise error_answer(url, head.status, body, head.headers.get("x-amz-request-id"))
 
     async def _fetch_via_botocore(
         self,

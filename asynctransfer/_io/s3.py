@@ -153,6 +153,13 @@ def remote_error(
     return RemoteError(text, **kwargs)
 
 
+def error_answer(url: str, status: int, body: bytes, request_id: str | None) -> TransferError:
+    """The typed error for a non-2xx answer our own clients received: the S3 XML error
+    document in ``body`` (if it is one) read for its Code and Message."""
+    code, message = error_document(body)
+    return remote_error(url, status=status, code=code, message=message, request_id=request_id)
+
+
 @contextlib.contextmanager
 def map_errors(url: str) -> Iterator[None]:
     """Convert botocore/aiohttp errors raised inside into this library's tree."""

@@ -40,7 +40,7 @@ from .._errors import (
     ProtocolViolationError,
     TransferTimeoutError,
 )
-from .s3 import CHECKSUM_FIELDS, ObjectInfo, PutResult, error_document, remote_error
+from .s3 import CHECKSUM_FIELDS, ObjectInfo, PutResult, error_answer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -459,14 +459,7 @@ class LeanS3:
         if conn.reusable:
             self._give_back(conn)
         if not 200 <= head.status < 300:
-            code, message = error_document(data or b"")
-            raise remote_error(
-                url,
-                status=head.status,
-                code=code,
-                message=message,
-                request_id=head.headers.get("x-amz-request-id"),
-            )
+            raise error_answer(url, head.status, data or b"", head.headers.get("x-amz-request-id"))
         return head, data
 
     def _route(self, bucket: str, key: str) -> tuple[Key, str, str]:
