@@ -24,32 +24,41 @@ from typing import Any
 from benchmarks.peers import Spec, child_main, timed
 
 
-def run(spec: Spec) -> dict[str, Any]:
-    # Installed in the peers' virtualenv only (not where mypy runs): hence import_module.
-    aioboto3: Any = importlib.import_module("aioboto3")
-    uvloop: Any = importlib.import_module("uvloop")
+def transfer_config(spec: Spec) -> Any:
+    """boto3's TransferConfig with the run's part size and concurrency."""
     from boto3.s3.transfer import TransferConfig
 
-    config = TransferConfig(
+    return TransferConfig(
         multipart_chunksize=spec.part_size,
         multipart_threshold=spec.part_size,
         max_concurrency=spec.concurrency,
     )
 
+
+def client(spec: Spec) -> Any:
+    """``async with client(spec) as c:`` the aioboto3 S3 client every aioboto3 child uses."""
+    # Installed in the peers' virtualenv only (not where mypy runs): hence import_module.
+    aioboto3: Any = importlib.import_module("aioboto3")
+    return aioboto3.Session().client(
+        "s3",
+        endpoint_url=spec.endpoint_url,
+        region_name=spec.region,
+        aws_access_key_id=spec.access_key,
+        aws_secret_access_key=spec.secret_key,
+    )
+
+
+def run(spec: Spec) -> dict[str, Any]:
+    uvloop: Any = importlib.import_module("uvloop")
+    config = transfer_config(spec)
+
     async def go() -> None:
-        session = aioboto3.Session()
-        async with session.client(
-            "s3",
-            endpoint_url=spec.endpoint_url,
-            region_name=spec.region,
-            aws_access_key_id=spec.access_key,
-            aws_secret_access_key=spec.secret_key,
-        ) as client:
+        async with client(spec) as s3:
             with timed():
                 if spec.direction == "upload":
-                    await client.upload_file(spec.file, spec.bucket, spec.key, Config=config)
+                    await s3.upload_file(spec.file, spec.bucket, spec.key, Config=config)
                 else:
-                    await client.download_file(spec.bucket, spec.key, spec.file, Config=config)
+                    await s3.download_file(spec.bucket, spec.key, spec.file, Config=config)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(go())

@@ -14,17 +14,19 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.peers import Spec, child_main, timed
 
-
-def run(spec: Spec) -> dict[str, Any]:
-    import anyio
-
+if TYPE_CHECKING:
     import asynctransfer
 
-    config = asynctransfer.TransferConfig(
+
+def transfer_config(spec: Spec) -> asynctransfer.TransferConfig:
+    """The run's settings; ``asynctransfer-nofsync``: no fsync before a download's rename."""
+    import asynctransfer
+
+    return asynctransfer.TransferConfig(
         endpoint_url=spec.endpoint_url,
         region=spec.region,
         part_size=spec.part_size,
@@ -32,6 +34,14 @@ def run(spec: Spec) -> dict[str, Any]:
         min_part_size=min(spec.min_part_size, spec.part_size),
         durable=spec.contestant != "asynctransfer-nofsync",
     )
+
+
+def run(spec: Spec) -> dict[str, Any]:
+    import anyio
+
+    import asynctransfer
+
+    config = transfer_config(spec)
     url = f"s3://{spec.bucket}/{spec.key}"
 
     events: Counter[str] = Counter()

@@ -20,11 +20,12 @@ uvloop. Timed: the walk or the listing and every transfer. Outside: imports and 
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.peers import Spec, child_main
+from benchmarks.peers.aioboto3_ import client as aioboto3_client
+from benchmarks.peers.aioboto3_ import transfer_config
 from benchmarks.peers.many_tree import copy_timed, local_path, run_on_uvloop
 
 if TYPE_CHECKING:
@@ -32,25 +33,10 @@ if TYPE_CHECKING:
 
 
 def run(spec: Spec) -> dict[str, Any]:
-    # Installed in the peers' virtualenv only (not where mypy runs): hence import_module.
-    aioboto3: Any = importlib.import_module("aioboto3")
-    from boto3.s3.transfer import TransferConfig
-
-    config = TransferConfig(
-        multipart_chunksize=spec.part_size,
-        multipart_threshold=spec.part_size,
-        max_concurrency=spec.concurrency,
-    )
+    config = transfer_config(spec)
 
     async def go() -> int:
-        session = aioboto3.Session()
-        async with session.client(
-            "s3",
-            endpoint_url=spec.endpoint_url,
-            region_name=spec.region,
-            aws_access_key_id=spec.access_key,
-            aws_secret_access_key=spec.secret_key,
-        ) as client:
+        async with aioboto3_client(spec) as client:
 
             async def put(item: tuple[str, str, int]) -> None:
                 relative, path, size = item

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from benchmarks.peers import Spec, child_main, timed
+from benchmarks.peers.asynctransfer_ import transfer_config
 
 _FAILURES_KEPT = 5
 
@@ -25,14 +26,7 @@ def run(spec: Spec) -> dict[str, Any]:
 
     import asynctransfer
 
-    config = asynctransfer.TransferConfig(
-        endpoint_url=spec.endpoint_url,
-        region=spec.region,
-        part_size=spec.part_size,
-        max_concurrency=spec.concurrency,
-        min_part_size=min(spec.min_part_size, spec.part_size),
-        durable=spec.contestant != "asynctransfer-nofsync",
-    )
+    config = transfer_config(spec)
     remote = f"s3://{spec.bucket}/{spec.key}"
     src, dest = (spec.file, remote) if spec.direction == "upload" else (remote, spec.file)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.peers import Spec, child_main, write_all
 from benchmarks.peers.many_tree import copy_timed, gather_limited, local_path, run_on_uvloop
+from benchmarks.peers.obstore_ import s3_store
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,17 +37,7 @@ if TYPE_CHECKING:
 def run(spec: Spec) -> dict[str, Any]:
     # Installed in the peers' virtualenv only (not where mypy runs): hence import_module.
     obstore: Any = importlib.import_module("obstore")
-    store_module: Any = importlib.import_module("obstore.store")
-
-    store = store_module.S3Store(
-        spec.bucket,
-        endpoint=spec.endpoint_url,
-        region=spec.region,
-        access_key_id=spec.access_key,
-        secret_access_key=spec.secret_key,
-        virtual_hosted_style_request=False,
-        client_options={"allow_http": True, "timeout": "600s"},
-    )
+    store = s3_store(spec)
 
     async def put(item: tuple[str, str, int]) -> None:
         relative, path, _ = item

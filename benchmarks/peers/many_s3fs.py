@@ -15,27 +15,15 @@ Timed: the ``put`` / ``get`` call. Outside: imports, ``S3FileSystem(...)`` and `
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 from benchmarks.peers import Spec, child_main, timed
+from benchmarks.peers.s3fs_ import filesystem
 
 
 def run(spec: Spec) -> dict[str, Any]:
-    # Installed in the peers' virtualenv only (not where mypy runs): hence import_module.
-    s3fs: Any = importlib.import_module("s3fs")
-
-    fs = s3fs.S3FileSystem(
-        key=spec.access_key,
-        secret=spec.secret_key,
-        endpoint_url=spec.endpoint_url,
-        client_kwargs={"region_name": spec.region},
-        max_concurrency=spec.concurrency,
-        default_block_size=spec.part_size,
-        use_listings_cache=False,
-    )
-    fs.connect()
+    fs = filesystem(spec)
     local = spec.file.rstrip("/") + "/"  # the trailing "/": the contents, not the directory
     remote = f"{spec.bucket}/{spec.key}"
     options = {
